@@ -1,0 +1,56 @@
+//! Attribution methods behind one trait, so the CLI, the evaluator and the TUI
+//! share them and a new method is one file.
+
+mod progress;
+
+pub use progress::{CancelToken, Cancelled, Progress, is_cancelled};
+
+use crate::model::{Encoding, ForwardOutput, Model};
+
+/// The four families the paper compares against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Learned,
+    Attention,
+    Gradient,
+    AttentionGradient,
+    Perturbation,
+}
+
+/// Everything a method may need about one input. The forward pass (with
+/// attentions) is computed once and shared by all methods.
+pub struct ExplainInput<'a> {
+    pub model: &'a Model,
+    pub encoding: &'a Encoding,
+    pub forward: &'a ForwardOutput,
+    /// Class whose decision is explained (the predicted class unless asked).
+    pub target: usize,
+}
+
+/// One score per token (special tokens included), plus bookkeeping.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Explanation {
+    pub scores: Vec<f32>,
+    /// Encoder forward (or forward+backward) passes this explanation cost.
+    pub forward_passes: usize,
+    /// Method-specific diagnostics, e.g. IG's completeness gap.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<(String, f64)>,
+}
+
+/// A token attribution method.
+pub trait Attribution: Send + Sync {
+    /// Name used on the command line, in JSON and in the TUI.
+    fn name(&self) -> &'static str;
+    fn family(&self) -> Family;
+    /// Slow methods run after the fast ones in the TUI, with a gauge.
+    fn is_slow(&self) -> bool {
+        false
+    }
+    /// Whether the method needs a classification head (gradients, perturbation).
+    fn needs_classifier(&self) -> bool {
+        true
+    }
+    fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation>;
+}
