@@ -8,3 +8,6 @@
 
 pub mod explain;
 pub mod model;
+pub mod assets;
+pub mod cli;
+pub mod report;

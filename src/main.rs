@@ -1,1 +1,25 @@
-fn main() {}
+use clap::Parser;
+use expnet::cli::{Cli, Command};
+use expnet::model::Model;
+
+fn load_model(spec: Option<&str>) -> anyhow::Result<Model> {
+    match spec {
+        Some(s) => Model::load(s),
+        None => expnet::assets::default_model(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::Explain(args)) => expnet::cli::explain::run(args, load_model),
+        None => {
+            eprintln!("expnet: the terminal explorer is not built yet; try `expnet explain --help`");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,13 +1,22 @@
 //! Attribution methods behind one trait, so the CLI, the evaluator and the TUI
 //! share them and a new method is one file.
 
+pub mod attention;
+pub mod chefer;
+pub mod grad_sam;
+pub mod grad_x_input;
+pub mod integrated_gradients;
 mod progress;
+pub mod registry;
+pub mod rollout;
+pub mod saliency;
 
 pub use progress::{CancelToken, Cancelled, Progress, is_cancelled};
+pub use registry::{METHOD_NAMES, create, parse_list};
 
 use crate::model::{Encoding, ForwardOutput, Model};
 
-/// The four families the paper compares against.
+/// The four families the paper compares against, plus the learned explainer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {

@@ -1,12 +1,29 @@
 //! Loading and running BERT-family encoders with attention capture.
+//!
+//! [`Model`] is the one entry point the rest of the program uses: it tokenizes,
+//! runs the encoder (inference mode, fused kernels) and returns plain-Rust
+//! results, or runs it in differentiable mode for gradient methods.
 
+pub mod config;
+pub mod encoder;
+mod resolve;
 mod tensor;
 mod token;
+mod tokenize;
+pub mod weights;
 
+pub use config::{Activation, Family as ModelFamily, ModelConfig};
+pub use resolve::{hub_cache_dir, resolve_hub_id, resolve_model_dir};
 pub use tensor::Attentions;
 pub use token::{Encoding, Token};
+pub use tokenize::TextTokenizer;
 
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
+use encoder::{Encoder, EncoderInput, EncoderOutput, RunMode};
 use serde::Serialize;
+use std::path::Path;
+use weights::Weights;
 
 /// The classifier's decision for one input.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -20,6 +37,11 @@ pub struct Prediction {
 }
 
 impl Prediction {
+    pub fn from_logits(labels: &[String], logits: Vec<f32>) -> Self {
+        let probabilities = softmax(&logits);
+        let index = argmax(&probabilities);
+        Self { labels: labels.to_vec(), logits, probabilities, index }
+    }
     pub fn label(&self) -> &str {
         &self.labels[self.index]
     }
@@ -35,7 +57,262 @@ pub struct ForwardOutput {
     pub hidden_states: Vec<Vec<Vec<f32>>>,
 }
 
-/// A loaded model (placeholder until the encoder lands).
+/// Gradients of one logit, from one differentiable forward + backward pass.
+#[derive(Clone, Debug)]
+pub struct Gradients {
+    /// The logit that was differentiated.
+    pub logit: f32,
+    pub hidden: usize,
+    /// Word embeddings of the input, `[len][hidden]` flat.
+    pub embeddings: Vec<f32>,
+    /// d logit / d word embeddings, `[len][hidden]` flat.
+    pub embedding_grads: Vec<f32>,
+    pub attentions: Attentions,
+    /// d logit / d attention probabilities, same layout as `attentions`.
+    pub attention_grads: Attentions,
+}
+
+/// A loaded encoder (with or without classification head) and its tokenizer.
 pub struct Model {
-    _private: (),
+    encoder: Encoder,
+    tokenizer: TextTokenizer,
+    /// What the user called it (folder, hub id, or "embedded:…").
+    pub name: String,
+    device: Device,
+    mask_id: u32,
+}
+
+impl Model {
+    /// Loads from a local folder or a hub id (see [`resolve_model_dir`]).
+    pub fn load(spec: &str) -> anyhow::Result<Self> {
+        let dir = resolve_model_dir(spec)?;
+        let mut m = Self::load_dir(&dir)?;
+        m.name = spec.to_owned();
+        Ok(m)
+    }
+
+    /// Loads a Hugging Face model folder.
+    pub fn load_dir(dir: &Path) -> anyhow::Result<Self> {
+        let cfg_path = dir.join("config.json");
+        if !cfg_path.is_file() {
+            anyhow::bail!("{} has no config.json (hint: point --model at a Hugging Face model folder)", dir.display());
+        }
+        let cfg = ModelConfig::from_file(&cfg_path)?;
+        let weights = Weights::load_dir(dir, &format!("{}.", cfg.family.as_str()))?;
+        let tokenizer = TextTokenizer::from_dir(dir, cfg.max_tokens())?;
+        Self::from_parts(cfg, &weights, tokenizer, &dir.display().to_string())
+    }
+
+    /// Builds a model from parsed parts (also used by `finetune` with trainable weights).
+    pub fn from_parts(cfg: ModelConfig, weights: &Weights, tokenizer: TextTokenizer, name: &str) -> anyhow::Result<Self> {
+        let mask_id = ["[MASK]", "<mask>"]
+            .iter()
+            .find_map(|t| tokenizer.token_id(t))
+            .unwrap_or(cfg.pad_token_id);
+        let encoder = Encoder::new(cfg, weights).with_context(|| format!("cannot build the encoder of {name}"))?;
+        Ok(Self { encoder, tokenizer, name: name.to_owned(), device: Device::Cpu, mask_id })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.encoder.cfg
+    }
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+    pub fn num_layers(&self) -> usize {
+        self.encoder.cfg.num_layers
+    }
+    pub fn num_heads(&self) -> usize {
+        self.encoder.cfg.num_heads
+    }
+    pub fn is_classifier(&self) -> bool {
+        self.encoder.has_head()
+    }
+    /// Label names; empty for a bare encoder.
+    pub fn labels(&self) -> &[String] {
+        &self.encoder.cfg.labels
+    }
+    /// Token id that perturbation methods put in place of a removed token.
+    pub fn mask_token_id(&self) -> u32 {
+        self.mask_id
+    }
+    pub fn device_name(&self) -> &'static str {
+        if self.device.is_cpu() { "cpu" } else { "gpu" }
+    }
+
+    pub fn encode(&self, text: &str) -> anyhow::Result<Encoding> {
+        self.tokenizer.encode(text, None)
+    }
+    pub fn encode_pair(&self, text: &str, pair: &str) -> anyhow::Result<Encoding> {
+        self.tokenizer.encode(text, Some(pair))
+    }
+
+    fn batch_input(&self, ids: &[&[u32]], type_ids: &[&[u32]]) -> anyhow::Result<(Tensor, Tensor, Tensor, Option<Tensor>)> {
+        anyhow::ensure!(!ids.is_empty(), "empty batch");
+        let len = ids.iter().map(|r| r.len()).max().unwrap_or(0);
+        anyhow::ensure!(len > 0, "empty input (hint: the tokenizer produced no tokens)");
+        let pad = self.encoder.cfg.pad_token_id;
+        let lengths: Vec<usize> = ids.iter().map(|r| r.len()).collect();
+        let padded = lengths.iter().any(|&n| n != len);
+        let mut flat_ids = Vec::with_capacity(ids.len() * len);
+        let mut flat_types = Vec::with_capacity(ids.len() * len);
+        let mut mask = Vec::with_capacity(ids.len() * len);
+        for (row, types) in ids.iter().zip(type_ids) {
+            for i in 0..len {
+                flat_ids.push(row.get(i).copied().unwrap_or(pad));
+                flat_types.push(types.get(i).copied().unwrap_or(0));
+                mask.push(if i < row.len() { 1f32 } else { 0f32 });
+            }
+        }
+        let b = ids.len();
+        let ids_t = Tensor::from_vec(flat_ids, (b, len), &self.device)?;
+        let types_t = Tensor::from_vec(flat_types, (b, len), &self.device)?;
+        let pos = self.encoder.position_ids(&lengths, len, &self.device)?;
+        let mask_t = if padded { Some(Tensor::from_vec(mask, (b, len), &self.device)?) } else { None };
+        Ok((ids_t, types_t, pos, mask_t))
+    }
+
+    /// One inference pass with attentions and hidden states.
+    pub fn forward(&self, enc: &Encoding) -> anyhow::Result<ForwardOutput> {
+        let (ids, types, pos, _) = self.batch_input(&[&enc.ids], &[&enc.type_ids])?;
+        let embeds = self.encoder.embed_words(&ids)?;
+        let out = self.encoder.forward(
+            &EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: None },
+            RunMode::INFERENCE,
+        )?;
+        let attentions = stack_attentions(&out.attentions, self.num_layers(), self.num_heads(), enc.len())?;
+        let hidden_states = out
+            .hidden_states
+            .iter()
+            .map(|h| h.squeeze(0)?.to_vec2::<f32>())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let prediction = match &out.logits {
+            Some(l) => Some(Prediction::from_logits(self.labels(), l.squeeze(0)?.to_vec1()?)),
+            None => None,
+        };
+        Ok(ForwardOutput { prediction, attentions, hidden_states })
+    }
+
+    /// Logits for a batch of id sequences (padded internally); needs a head.
+    pub fn logits_batch(&self, ids: &[&[u32]], type_ids: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
+        anyhow::ensure!(self.is_classifier(), "{} is a bare encoder without a classification head (hint: this needs a *ForSequenceClassification model)", self.name);
+        let (ids, types, pos, mask) = self.batch_input(ids, type_ids)?;
+        let embeds = self.encoder.embed_words(&ids)?;
+        let out = self.encoder.forward(
+            &EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() },
+            RunMode::INFERENCE,
+        )?;
+        Ok(out.logits.expect("classifier has logits").to_vec2()?)
+    }
+
+    /// Probability of `target` for copies of `enc` in which the tokens whose
+    /// keep-mask entry is false are replaced by the mask token. One batch.
+    pub fn target_probabilities(&self, enc: &Encoding, keep_masks: &[Vec<bool>], target: usize) -> anyhow::Result<Vec<f32>> {
+        let rows: Vec<Vec<u32>> = keep_masks
+            .iter()
+            .map(|keep| {
+                enc.ids.iter().zip(keep).map(|(&id, &k)| if k { id } else { self.mask_id }).collect()
+            })
+            .collect();
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let types: Vec<&[u32]> = vec![enc.type_ids.as_slice(); rows.len()];
+        let logits = self.logits_batch(&refs, &types)?;
+        Ok(logits.iter().map(|l| softmax(l)[target]).collect())
+    }
+
+    /// Gradients of the `target` logit w.r.t. the word embeddings and every attention matrix.
+    pub fn gradients(&self, enc: &Encoding, target: usize) -> anyhow::Result<Gradients> {
+        anyhow::ensure!(self.is_classifier(), "gradient methods need a classification head; {} is a bare encoder", self.name);
+        let (ids, types, pos, _) = self.batch_input(&[&enc.ids], &[&enc.type_ids])?;
+        let embeds = candle_core::Var::from_tensor(&self.encoder.embed_words(&ids)?)?;
+        let out = self.encoder.forward(
+            &EncoderInput { word_embeds: embeds.as_tensor(), position_ids: &pos, type_ids: &types, attention_mask: None },
+            RunMode::GRADIENTS,
+        )?;
+        let logits = out.logits.as_ref().expect("classifier");
+        let logit = logits.narrow(1, target, 1)?.sum_all()?;
+        let grads = logit.backward()?;
+        let n = enc.len();
+        let (l, h) = (self.num_layers(), self.num_heads());
+        let g_emb = grads.get(embeds.as_tensor()).context("no gradient reached the embeddings")?;
+        let mut attn_grads = Vec::with_capacity(l * h * n * n);
+        for probe in &out.attention_probes {
+            let g = grads.get(probe.as_tensor()).context("no gradient reached an attention matrix")?;
+            attn_grads.extend(g.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(Gradients {
+            logit: logit.to_scalar()?,
+            hidden: self.config().hidden_size,
+            embeddings: embeds.as_tensor().flatten_all()?.to_vec1()?,
+            embedding_grads: g_emb.flatten_all()?.to_vec1()?,
+            attentions: stack_attentions(&out.attentions, l, h, n)?,
+            attention_grads: Attentions::new(l, h, n, attn_grads)?,
+        })
+    }
+
+    /// For integrated gradients: given a batch of word-embedding sequences for
+    /// `enc` (`[batch][len*hidden]`), returns the `target` logit of each and
+    /// its gradient w.r.t. those embeddings.
+    pub fn logit_and_embedding_grads(
+        &self,
+        enc: &Encoding,
+        embeds: &[Vec<f32>],
+        target: usize,
+    ) -> anyhow::Result<(Vec<f32>, Vec<Vec<f32>>)> {
+        anyhow::ensure!(self.is_classifier(), "gradient methods need a classification head; {} is a bare encoder", self.name);
+        let (n, d, b) = (enc.len(), self.config().hidden_size, embeds.len());
+        let flat: Vec<f32> = embeds.iter().flatten().copied().collect();
+        anyhow::ensure!(flat.len() == b * n * d, "embedding batch has the wrong size");
+        let var = candle_core::Var::from_vec(flat, (b, n, d), &self.device)?;
+        let types = Tensor::from_vec(enc.type_ids.repeat(b), (b, n), &self.device)?;
+        let pos = self.encoder.position_ids(&vec![n; b], n, &self.device)?;
+        let mode = RunMode { differentiable: true, attention_probes: false, dropout: None };
+        let out = self.encoder.forward(
+            &EncoderInput { word_embeds: var.as_tensor(), position_ids: &pos, type_ids: &types, attention_mask: None },
+            mode,
+        )?;
+        let logits = out.logits.as_ref().expect("classifier").narrow(1, target, 1)?.squeeze(1)?;
+        let grads = logits.sum_all()?.backward()?;
+        let g = grads.get(var.as_tensor()).context("no gradient reached the embeddings")?;
+        let g = g.reshape((b, n * d))?.to_vec2::<f32>()?;
+        Ok((logits.to_vec1()?, g))
+    }
+
+    /// Word embeddings of a sequence of ids, `[len*hidden]` flat.
+    pub fn word_embeddings(&self, ids: &[u32]) -> anyhow::Result<Vec<f32>> {
+        let t = Tensor::from_slice(ids, (1, ids.len()), &self.device)?;
+        Ok(self.encoder.embed_words(&t)?.flatten_all()?.to_vec1()?)
+    }
+
+    /// Runs the raw encoder (for training code that needs tensors).
+    pub fn run(&self, input: &EncoderInput, mode: RunMode) -> anyhow::Result<EncoderOutput> {
+        Ok(self.encoder.forward(input, mode)?)
+    }
+}
+
+/// `[1, heads, n, n]` per layer → flat [`Attentions`].
+fn stack_attentions(layers: &[Tensor], l: usize, h: usize, n: usize) -> anyhow::Result<Attentions> {
+    let mut data = Vec::with_capacity(l * h * n * n);
+    for a in layers {
+        data.extend(a.narrow(0, 0, 1)?.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+    }
+    Attentions::new(l, h, n, data)
+}
+
+/// Numerically stable softmax.
+pub fn softmax(x: &[f32]) -> Vec<f32> {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = x.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+pub fn argmax(x: &[f32]) -> usize {
+    x.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .0
 }

@@ -1,0 +1,19 @@
+//! Command-line interface: argument parsing and the headless commands.
+
+pub mod explain;
+
+use clap::{Parser, Subcommand};
+
+/// Explain why a transformer text classifier decided what it decided.
+#[derive(Parser, Debug)]
+#[command(name = "expnet", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Explain inputs headlessly: JSON Lines (one object per input) or a table.
+    Explain(explain::ExplainArgs),
+}

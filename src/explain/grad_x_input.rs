@@ -1,0 +1,28 @@
+//! Gradient × input (Shrikumar et al. 2016): gradient of the target logit
+//! times the word embedding, summed over the hidden dimension — a first-order
+//! estimate of each token's signed contribution.
+
+use super::{Attribution, ExplainInput, Explanation, Family, Progress};
+
+#[derive(Clone, Debug, Default)]
+pub struct GradXInput;
+
+impl Attribution for GradXInput {
+    fn name(&self) -> &'static str {
+        "grad_x_input"
+    }
+    fn family(&self) -> Family {
+        Family::Gradient
+    }
+    fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
+        progress.checkpoint(0.0)?;
+        let g = input.model.gradients(input.encoding, input.target)?;
+        let scores = g
+            .embedding_grads
+            .chunks(g.hidden)
+            .zip(g.embeddings.chunks(g.hidden))
+            .map(|(gr, e)| gr.iter().zip(e).map(|(a, b)| a * b).sum())
+            .collect();
+        Ok(Explanation { scores, forward_passes: 1, notes: vec![] })
+    }
+}

@@ -1,0 +1,41 @@
+//! The list of methods by name: one place the CLI (`--methods`), the evaluator
+//! and the TUI read from.
+
+use super::Attribution;
+use std::sync::Arc;
+
+/// Names in display order (learned explainer first, then by family).
+pub const METHOD_NAMES: &[&str] = &[
+    "attention",
+    "rollout",
+    "saliency",
+    "grad_x_input",
+    "integrated_gradients",
+    "chefer",
+    "grad_sam",
+];
+
+/// Builds a method by name, or fails listing the valid names.
+pub fn create(name: &str) -> anyhow::Result<Arc<dyn Attribution>> {
+    Ok(match name {
+        "attention" => Arc::new(super::attention::RawAttention::default()),
+        "rollout" => Arc::new(super::rollout::Rollout),
+        "saliency" => Arc::new(super::saliency::Saliency),
+        "grad_x_input" => Arc::new(super::grad_x_input::GradXInput),
+        "integrated_gradients" | "ig" => Arc::new(super::integrated_gradients::IntegratedGradients::default()),
+        "chefer" => Arc::new(super::chefer::Chefer),
+        "grad_sam" => Arc::new(super::grad_sam::GradSam),
+        other => anyhow::bail!("unknown method \"{other}\" (valid: {}, or all)", METHOD_NAMES.join(", ")),
+    })
+}
+
+/// Parses a comma-separated list (`all` = every method).
+pub fn parse_list(list: &str) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
+    let names: Vec<&str> = if list.trim() == "all" {
+        METHOD_NAMES.to_vec()
+    } else {
+        list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    };
+    anyhow::ensure!(!names.is_empty(), "no method given (valid: {}, or all)", METHOD_NAMES.join(", "));
+    names.into_iter().map(create).collect()
+}

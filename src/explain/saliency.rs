@@ -1,0 +1,27 @@
+//! Saliency (Simonyan et al. 2014): the L2 norm of the gradient of the target
+//! logit w.r.t. each token's word embedding — how sensitive the decision is to
+//! a small change of that token.
+
+use super::{Attribution, ExplainInput, Explanation, Family, Progress};
+
+#[derive(Clone, Debug, Default)]
+pub struct Saliency;
+
+impl Attribution for Saliency {
+    fn name(&self) -> &'static str {
+        "saliency"
+    }
+    fn family(&self) -> Family {
+        Family::Gradient
+    }
+    fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
+        progress.checkpoint(0.0)?;
+        let g = input.model.gradients(input.encoding, input.target)?;
+        let scores = g
+            .embedding_grads
+            .chunks(g.hidden)
+            .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt())
+            .collect();
+        Ok(Explanation { scores, forward_passes: 1, notes: vec![] })
+    }
+}
