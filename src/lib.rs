@@ -11,3 +11,4 @@ pub mod model;
 pub mod assets;
 pub mod cli;
 pub mod report;
+pub mod finetune;
