@@ -6,6 +6,8 @@
 //! [`eval`] plausibility and faithfulness metrics. The binary's CLI and TUI sit
 //! on top.
 
+pub mod data;
+pub mod eval;
 pub mod explain;
 pub mod model;
 pub mod assets;
