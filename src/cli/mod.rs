@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and the headless commands.
 
 pub mod explain;
+pub mod finetune;
 
 use clap::{Parser, Subcommand};
 
@@ -16,4 +17,6 @@ pub struct Cli {
 pub enum Command {
     /// Explain inputs headlessly: JSON Lines (one object per input) or a table.
     Explain(explain::ExplainArgs),
+    /// Fine-tune a BERT-family encoder into a sequence classifier (Hugging Face folder).
+    Finetune(finetune::FinetuneArgs),
 }
