@@ -114,8 +114,15 @@ impl Trainable {
             weights.insert("pooler.dense.weight", normal(h, h)?);
             weights.insert("pooler.dense.bias", Tensor::zeros(h, DType::F32, &Device::Cpu)?);
         }
-        weights.insert("classifier.weight", normal(labels.len(), h)?);
-        weights.insert("classifier.bias", Tensor::zeros(labels.len(), DType::F32, &Device::Cpu)?);
+        // A classifier checkpoint with the same labels keeps its head, so training
+        // can continue from it; anything else gets a fresh head.
+        let keep_head = base.is_classifier
+            && base.labels == labels
+            && weights.get("classifier.weight").is_ok_and(|w| w.dims() == [labels.len(), h]);
+        if !keep_head {
+            weights.insert("classifier.weight", normal(labels.len(), h)?);
+            weights.insert("classifier.bias", Tensor::zeros(labels.len(), DType::F32, &Device::Cpu)?);
+        }
         // Every tensor becomes a Var; the model is built on the Vars' storage, so
         // optimizer updates are seen by the model without rebuilding it.
         let mut vars = Vec::new();
