@@ -1,6 +1,11 @@
 //! Attribution methods behind one trait, so the CLI, the evaluator and the TUI
 //! share them and a new method is one file.
 
+pub mod flow;
+pub mod kernel_shap;
+pub mod lime;
+pub mod masking;
+pub mod occlusion;
 mod progress;
 
 pub use progress::{CancelToken, Cancelled, Progress, is_cancelled};
