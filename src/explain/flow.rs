@@ -68,7 +68,13 @@ fn normalise(raw: &[f64]) -> Vec<f32> {
 /// row-major, rows = queries), one per layer. Errors on an empty tensor or
 /// on values that are not attention probabilities.
 pub fn flow_capacities(att: &Attentions) -> anyhow::Result<Vec<Vec<f64>>> {
-    ensure!(att.layers > 0 && att.heads > 0 && att.len > 0, "attention flow needs a non-empty attention tensor (got {} layers, {} heads, {} tokens)", att.layers, att.heads, att.len);
+    ensure!(
+        att.layers > 0 && att.heads > 0 && att.len > 0,
+        "attention flow needs a non-empty attention tensor (got {} layers, {} heads, {} tokens)",
+        att.layers,
+        att.heads,
+        att.len
+    );
     ensure!(
         att.data.iter().all(|v| v.is_finite() && *v >= -1e-6),
         "attention tensor holds negative or non-finite values; flow expects softmax probabilities"
@@ -135,7 +141,14 @@ pub struct MaxFlow {
 
 impl MaxFlow {
     pub fn new(nodes: usize) -> Self {
-        Self { adj: vec![Vec::new(); nodes], to: Vec::new(), cap: Vec::new(), orig: Vec::new(), level: vec![0; nodes], next: vec![0; nodes] }
+        Self {
+            adj: vec![Vec::new(); nodes],
+            to: Vec::new(),
+            cap: Vec::new(),
+            orig: Vec::new(),
+            level: vec![0; nodes],
+            next: vec![0; nodes],
+        }
     }
 
     /// Directed edge `u → v`; its reverse residual edge has id `e ^ 1`.
@@ -290,7 +303,9 @@ mod tests {
     fn generic_dinic_on_textbook_network() {
         // CLRS figure 26.1: max flow 23.
         let mut g = MaxFlow::new(6);
-        for (u, v, c) in [(0, 1, 16.0), (0, 2, 13.0), (1, 3, 12.0), (2, 1, 4.0), (2, 4, 14.0), (3, 2, 9.0), (3, 5, 20.0), (4, 3, 7.0), (4, 5, 4.0)] {
+        let edges = [(0, 1, 16.0), (0, 2, 13.0), (1, 3, 12.0), (2, 1, 4.0), (2, 4, 14.0)];
+        let more = [(3, 2, 9.0), (3, 5, 20.0), (4, 3, 7.0), (4, 5, 4.0)];
+        for (u, v, c) in edges.into_iter().chain(more) {
             g.add_edge(u, v, c);
         }
         let flow = g.max_flow(0, 5, &|| false).unwrap();

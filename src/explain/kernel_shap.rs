@@ -97,7 +97,8 @@ pub fn kernel_shap(
     let phi = if d == 1 {
         vec![delta]
     } else {
-        // Eliminate φ_{d−1} = Δ − Σ_{i<d−1} φ_i:  f(z) − f(∅) − z_last·Δ = Σ_i (z_i − z_last) φ_i.
+        // Eliminate φ_{d−1} = Δ − Σ_{i<d−1} φ_i, which turns each row into
+        // f(z) − f(∅) − z_last·Δ = Σ_i (z_i − z_last) φ_i.
         let last = d - 1;
         let mut rows = Vec::with_capacity(coalitions.len());
         let mut y = Vec::with_capacity(coalitions.len());
@@ -283,7 +284,10 @@ mod tests {
     }
 
     /// Wraps `game` over maskable positions; checks specials are never masked.
-    fn predictor<'a>(maskable: &'a [bool], calls: &'a mut Vec<usize>) -> impl FnMut(&[Vec<bool>]) -> anyhow::Result<Vec<f32>> + 'a {
+    fn predictor<'a>(
+        maskable: &'a [bool],
+        calls: &'a mut Vec<usize>,
+    ) -> impl FnMut(&[Vec<bool>]) -> anyhow::Result<Vec<f32>> + 'a {
         move |masks| {
             calls.push(masks.len());
             masks

@@ -213,7 +213,8 @@ mod tests {
             let mut predict = |m: &[Vec<bool>]| -> anyhow::Result<Vec<f32>> {
                 masks.extend(m.iter().cloned());
                 // Nonlinear: interaction of tokens 0 and 3 plus token 5.
-                Ok(m.iter().map(|k| 0.5 * f32::from(u8::from(k[0] && k[3])) + 0.3 * f32::from(u8::from(k[5]))).collect())
+                let f = |b: bool| f32::from(u8::from(b));
+                Ok(m.iter().map(|k| 0.5 * f(k[0] && k[3]) + 0.3 * f(k[5])).collect())
             };
             let config = LimeConfig { samples: Some(60), seed, ..Default::default() };
             let e = lime(&maskable, &mut predict, &Progress::none(), &config).unwrap();

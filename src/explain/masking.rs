@@ -232,5 +232,12 @@ mod tests {
         let err = evaluate(&masks, &mut cancelling, &progress, 4, 0, 10).unwrap_err();
         assert!(crate::explain::is_cancelled(&err));
         assert_eq!(batches, 1);
+
+        // A predictor that itself stops with `Cancelled` is still seen as cancelled.
+        let mut stopping = |_: &[Vec<bool>]| -> anyhow::Result<Vec<f32>> {
+            Err(crate::explain::Cancelled.into())
+        };
+        let err = evaluate(&masks, &mut stopping, &Progress::none(), 4, 0, 10).unwrap_err();
+        assert!(crate::explain::is_cancelled(&err), "{err:#}");
     }
 }
