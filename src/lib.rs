@@ -7,4 +7,5 @@
 //! on top.
 
 pub mod explain;
+pub mod expnet;
 pub mod model;
