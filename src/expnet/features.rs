@@ -382,7 +382,7 @@ mod tests {
         let special = [true, false, false, false, false, false, true];
         let f = extract(&spec, &attn, &special).unwrap();
         for c in 0..spec.attention_dim() {
-            let col: Vec<f32> = (1..n - 1).map(|i| f[i][c]).collect();
+            let col: Vec<f32> = f[1..n - 1].iter().map(|row| row[c]).collect();
             let mean = col.iter().sum::<f32>() / col.len() as f32;
             let var = col.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / col.len() as f32;
             assert!(mean.abs() < 1e-4, "column {c} mean {mean}");

@@ -119,6 +119,9 @@ impl std::fmt::Debug for ExpNet {
     }
 }
 
+/// Weights by name with their shapes, as moved between files, snapshots and the var map.
+pub(crate) type NamedWeights = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 fn layer_name(i: usize, part: &str) -> String {
     format!("layers.{i}.{part}")
 }
@@ -153,7 +156,7 @@ impl ExpNet {
         config: NetConfig,
         mean: Vec<f32>,
         std: Vec<f32>,
-        tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+        tensors: NamedWeights,
         info: ExpNetInfo,
     ) -> anyhow::Result<Self> {
         spec.validate()?;
@@ -300,7 +303,7 @@ impl ExpNet {
     }
 
     /// Copies of all weights by name (to keep the best epoch).
-    pub(crate) fn snapshot(&self) -> anyhow::Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub(crate) fn snapshot(&self) -> anyhow::Result<NamedWeights> {
         let data = self.varmap.data().lock().map_err(|_| anyhow::anyhow!("ExpNet weight map lock poisoned"))?;
         let mut out = Vec::new();
         for (name, var) in data.iter() {
