@@ -9,6 +9,7 @@
 pub mod data;
 pub mod eval;
 pub mod explain;
+pub mod expnet;
 pub mod model;
 pub mod assets;
 pub mod cli;

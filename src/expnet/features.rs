@@ -1,0 +1,427 @@
+//! Per-token features read off one forward pass's attention tensor.
+//!
+//! ExpNet never sees text or gradients: each token is described only by how
+//! attention flows to and from it in every layer and head. The [`FeatureSpec`]
+//! is saved inside the ExpNet file so that scoring extracts exactly the
+//! columns the network was trained on, in the same order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Attentions;
+
+/// How per-head values enter the feature vector.
+///
+/// `PerHead` keeps head identity (best in-task). The pooled modes are
+/// invariant to permuting the heads of a layer, which helps when the
+/// explainer must transfer to a classifier fine-tuned on another task, where
+/// "head 7" means something else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadPooling {
+    /// One value per (layer, head): `L·H` per group.
+    #[default]
+    PerHead,
+    /// Per layer, the head values sorted in descending order: `L·H` per group.
+    Sorted,
+    /// Per layer, mean, max and standard deviation over heads: `3·L` per group.
+    Stats,
+}
+
+/// How feature columns are scaled before the network sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// Raw values at extraction; the network z-scores them with statistics
+    /// of the training set (stored in the ExpNet file).
+    #[default]
+    Global,
+    /// Each attention column z-scored within the input (over its non-special
+    /// tokens), so inputs of different lengths are comparable.
+    PerSentenceZ,
+    /// Each attention column replaced by the token's rank within the input,
+    /// scaled to 0..=1 (ties share their mean rank). Scale-free.
+    PerSentenceRank,
+}
+
+/// Which features to extract, and for which encoder shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    /// Encoder layers the spec was built for.
+    pub layers: usize,
+    /// Attention heads per layer the spec was built for.
+    pub heads: usize,
+    /// Attention from [CLS] (query 0) to the token.
+    pub cls_to_token: bool,
+    /// Attention from the token (as query) to [CLS] (key 0).
+    pub token_to_cls: bool,
+    /// Mean over all queries of the attention paid to the token.
+    pub received: bool,
+    /// Attention of the token to itself, `A[i][i]`.
+    pub self_attn: bool,
+    /// `i / (n − 1)`: where the token sits in the input.
+    pub relative_position: bool,
+    /// 1 for tokens the tokenizer added, else 0.
+    pub special_flag: bool,
+    pub head_pooling: HeadPooling,
+    pub normalization: Normalization,
+}
+
+/// The attention groups in column order, with their names.
+const GROUPS: [&str; 4] = ["cls_to_token", "token_to_cls", "received", "self_attn"];
+
+impl FeatureSpec {
+    /// The default spec: the four attention groups per head, relative
+    /// position and the special flag, globally normalised
+    /// (4·L·H + 2 = 290 features for a 6×12 MiniLM).
+    pub fn new(layers: usize, heads: usize) -> Self {
+        Self {
+            layers,
+            heads,
+            cls_to_token: true,
+            token_to_cls: true,
+            received: true,
+            self_attn: true,
+            relative_position: true,
+            special_flag: true,
+            head_pooling: HeadPooling::PerHead,
+            normalization: Normalization::Global,
+        }
+    }
+
+    fn groups(&self) -> [bool; 4] {
+        [self.cls_to_token, self.token_to_cls, self.received, self.self_attn]
+    }
+
+    /// Columns one attention group contributes.
+    fn group_width(&self) -> usize {
+        match self.head_pooling {
+            HeadPooling::PerHead | HeadPooling::Sorted => self.layers * self.heads,
+            HeadPooling::Stats => 3 * self.layers,
+        }
+    }
+
+    /// Number of columns that come from attention (and get per-sentence normalisation).
+    pub fn attention_dim(&self) -> usize {
+        self.groups().iter().filter(|g| **g).count() * self.group_width()
+    }
+
+    /// Total feature columns per token.
+    pub fn dim(&self) -> usize {
+        self.attention_dim() + self.relative_position as usize + self.special_flag as usize
+    }
+
+    /// Column names in order, for diagnostics and feature-importance reports.
+    pub fn feature_names(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.dim());
+        for (g, on) in GROUPS.iter().zip(self.groups()) {
+            if !on {
+                continue;
+            }
+            for l in 0..self.layers {
+                match self.head_pooling {
+                    HeadPooling::PerHead => (0..self.heads).for_each(|h| names.push(format!("{g}.L{l}.H{h}"))),
+                    HeadPooling::Sorted => (0..self.heads).for_each(|r| names.push(format!("{g}.L{l}.top{}", r + 1))),
+                    HeadPooling::Stats => ["mean", "max", "std"].iter().for_each(|s| names.push(format!("{g}.L{l}.{s}"))),
+                }
+            }
+        }
+        if self.relative_position {
+            names.push("relative_position".into());
+        }
+        if self.special_flag {
+            names.push("special_flag".into());
+        }
+        names
+    }
+
+    /// Fails with a clear message when attentions of `layers × heads` cannot feed this spec.
+    pub fn check_shape(&self, layers: usize, heads: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            layers == self.layers && heads == self.heads,
+            "ExpNet features were defined for a {}-layer x {}-head encoder, but the attentions have \
+             {layers} layers x {heads} heads; use an ExpNet trained for this model (expnet train)",
+            self.layers,
+            self.heads
+        );
+        Ok(())
+    }
+
+    /// Sanity checks on a spec read from a file.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.layers > 0 && self.heads > 0, "feature spec has an empty shape ({}x{})", self.layers, self.heads);
+        anyhow::ensure!(self.dim() > 0, "feature spec selects no features; enable at least one group");
+        Ok(())
+    }
+}
+
+/// Extracts one feature row per token (special tokens included).
+///
+/// `special[i]` marks tokens the tokenizer added; per-sentence statistics are
+/// taken over the other tokens so that [CLS]/[SEP] (which soak up attention)
+/// do not dominate them.
+pub fn extract(spec: &FeatureSpec, attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<Vec<f32>>> {
+    spec.check_shape(attn.layers, attn.heads)?;
+    let n = attn.len;
+    anyhow::ensure!(
+        attn.data.len() == attn.layers * attn.heads * n * n,
+        "attention buffer has {} values, expected {}x{}x{n}x{n}",
+        attn.data.len(),
+        attn.layers,
+        attn.heads
+    );
+    anyhow::ensure!(
+        special.len() == n,
+        "special-token mask has {} entries but the attentions cover {n} tokens",
+        special.len()
+    );
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let (layers, heads) = (spec.layers, spec.heads);
+    // raw[group][token][layer*heads + head]
+    let mut raw: Vec<Vec<Vec<f32>>> = Vec::new();
+    for (gi, on) in spec.groups().into_iter().enumerate() {
+        if !on {
+            continue;
+        }
+        let mut g = vec![vec![0.0f32; layers * heads]; n];
+        for l in 0..layers {
+            for h in 0..heads {
+                let m = attn.head(l, h);
+                let c = l * heads + h;
+                for (i, row) in g.iter_mut().enumerate() {
+                    row[c] = match gi {
+                        0 => m[i],         // query 0 -> key i
+                        1 => m[i * n],     // query i -> key 0
+                        2 => (0..n).map(|q| m[q * n + i]).sum::<f32>() / n as f32,
+                        _ => m[i * n + i], // diagonal
+                    };
+                }
+            }
+        }
+        raw.push(g);
+    }
+    let mut rows: Vec<Vec<f32>> = vec![Vec::with_capacity(spec.dim()); n];
+    for g in &raw {
+        for (row, vals) in rows.iter_mut().zip(g) {
+            for l in 0..layers {
+                pool_heads(spec.head_pooling, &vals[l * heads..(l + 1) * heads], row);
+            }
+        }
+    }
+    normalize_columns(spec.normalization, &mut rows, spec.attention_dim(), special);
+    for (i, row) in rows.iter_mut().enumerate() {
+        if spec.relative_position {
+            row.push(if n > 1 { i as f32 / (n - 1) as f32 } else { 0.0 });
+        }
+        if spec.special_flag {
+            row.push(if special[i] { 1.0 } else { 0.0 });
+        }
+    }
+    Ok(rows)
+}
+
+/// Appends one layer's head values to `out` in the requested pooling.
+fn pool_heads(pooling: HeadPooling, vals: &[f32], out: &mut Vec<f32>) {
+    match pooling {
+        HeadPooling::PerHead => out.extend_from_slice(vals),
+        HeadPooling::Sorted => {
+            let mut s = vals.to_vec();
+            s.sort_by(|a, b| b.total_cmp(a));
+            out.extend_from_slice(&s);
+        }
+        HeadPooling::Stats => {
+            let k = vals.len().max(1) as f32;
+            let mean = vals.iter().sum::<f32>() / k;
+            let max = vals.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / k;
+            out.extend_from_slice(&[mean, max, var.sqrt()]);
+        }
+    }
+}
+
+/// Per-sentence normalisation of the first `cols` columns, in place.
+///
+/// Reference statistics come from non-special tokens (all tokens if every
+/// token is special); special tokens are transformed with the same
+/// statistics so that neighbour features stay on one scale.
+fn normalize_columns(norm: Normalization, rows: &mut [Vec<f32>], cols: usize, special: &[bool]) {
+    if norm == Normalization::Global || rows.is_empty() {
+        return;
+    }
+    let mut refs: Vec<usize> = (0..rows.len()).filter(|&i| !special[i]).collect();
+    if refs.is_empty() {
+        refs = (0..rows.len()).collect();
+    }
+    let m = refs.len();
+    // Some tokens lie outside the reference set (special tokens of a normal input).
+    let has_outsiders = m < rows.len();
+    let mut column = vec![0.0f32; m];
+    for c in 0..cols {
+        for (v, &i) in column.iter_mut().zip(&refs) {
+            *v = rows[i][c];
+        }
+        match norm {
+            Normalization::PerSentenceZ => {
+                let mean = column.iter().sum::<f32>() / m as f32;
+                let std = (column.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / m as f32).sqrt();
+                for row in rows.iter_mut() {
+                    row[c] = if std > 1e-6 { (row[c] - mean) / std } else { 0.0 };
+                }
+            }
+            Normalization::PerSentenceRank => {
+                column.sort_by(|a, b| a.total_cmp(b));
+                for (i, row) in rows.iter_mut().enumerate() {
+                    let x = row[c];
+                    let less = column.partition_point(|v| *v < x);
+                    let equal = column.partition_point(|v| *v <= x) - less;
+                    row[c] = if special[i] && has_outsiders {
+                        // Not part of the reference set: place it among the references.
+                        (less as f32 + equal as f32 / 2.0) / m as f32
+                    } else if m > 1 {
+                        // Mean rank of its tie group, scaled to 0..=1.
+                        (less as f32 + (equal as f32 - 1.0) / 2.0) / (m - 1) as f32
+                    } else {
+                        0.5
+                    };
+                }
+            }
+            Normalization::Global => unreachable!("handled above"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1 layer, 2 heads, 3 tokens ([CLS], a, [SEP]); rows sum to 1.
+    fn tiny() -> Attentions {
+        Attentions::from_nested(&[vec![
+            vec![vec![0.5, 0.3, 0.2], vec![0.1, 0.6, 0.3], vec![0.4, 0.4, 0.2]],
+            vec![vec![0.2, 0.2, 0.6], vec![0.7, 0.1, 0.2], vec![0.3, 0.3, 0.4]],
+        ]])
+        .unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn hand_computed_features() {
+        let spec = FeatureSpec::new(1, 2);
+        assert_eq!(spec.dim(), 4 * 2 + 2);
+        let f = extract(&spec, &tiny(), &[true, false, true]).unwrap();
+        assert_eq!(f.len(), 3);
+        // Token 1 ("a"): cls_to_token h0=0.3 h1=0.2; token_to_cls 0.1, 0.7;
+        // received h0=(0.3+0.6+0.4)/3, h1=(0.2+0.1+0.3)/3; self 0.6, 0.1; pos 0.5; not special.
+        close(&f[1], &[0.3, 0.2, 0.1, 0.7, 1.3 / 3.0, 0.6 / 3.0, 0.6, 0.1, 0.5, 0.0]);
+        // Token 2 ([SEP]): cls 0.2, 0.6; to-cls 0.4, 0.3; received 0.7/3, 1.2/3; self 0.2, 0.4.
+        close(&f[2], &[0.2, 0.6, 0.4, 0.3, 0.7 / 3.0, 1.2 / 3.0, 0.2, 0.4, 1.0, 1.0]);
+        assert_eq!(spec.feature_names().len(), spec.dim());
+        assert_eq!(spec.feature_names()[1], "cls_to_token.L0.H1");
+    }
+
+    #[test]
+    fn pooled_heads_forget_head_identity() {
+        let mut spec = FeatureSpec::new(1, 2);
+        spec.token_to_cls = false;
+        spec.received = false;
+        spec.self_attn = false;
+        spec.relative_position = false;
+        spec.special_flag = false;
+        spec.head_pooling = HeadPooling::Stats;
+        let f = extract(&spec, &tiny(), &[false; 3]).unwrap();
+        // Token 0 cls_to_token heads = [0.5, 0.2]: mean 0.35, max 0.5, std 0.15.
+        close(&f[0], &[0.35, 0.5, 0.15]);
+        spec.head_pooling = HeadPooling::Sorted;
+        let f = extract(&spec, &tiny(), &[false; 3]).unwrap();
+        close(&f[2], &[0.6, 0.2]);
+        // Swapping the two heads leaves pooled features unchanged.
+        let mut swapped = tiny().to_nested();
+        swapped[0].swap(0, 1);
+        let g = extract(&spec, &Attentions::from_nested(&swapped).unwrap(), &[false; 3]).unwrap();
+        assert_eq!(f, g);
+    }
+
+    #[test]
+    fn shapes_for_minilm_sized_input() {
+        let (l, h, n) = (6, 12, 9);
+        let data: Vec<f32> = (0..l * h * n * n).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
+        let attn = Attentions::new(l, h, n, data).unwrap();
+        let spec = FeatureSpec::new(l, h);
+        assert_eq!(spec.attention_dim(), 288);
+        let mut special = vec![false; n];
+        special[0] = true;
+        special[n - 1] = true;
+        let f = extract(&spec, &attn, &special).unwrap();
+        assert_eq!(f.len(), n);
+        assert!(f.iter().all(|r| r.len() == 290 && r.iter().all(|v| v.is_finite())));
+    }
+
+    #[test]
+    fn shape_mismatch_is_a_clear_error() {
+        let spec = FeatureSpec::new(6, 12);
+        let err = extract(&spec, &tiny(), &[false; 3]).unwrap_err().to_string();
+        assert!(err.contains("6-layer x 12-head") && err.contains("1 layers x 2 heads"), "{err}");
+        let err = extract(&FeatureSpec::new(1, 2), &tiny(), &[false; 2]).unwrap_err().to_string();
+        assert!(err.contains("mask has 2 entries"), "{err}");
+    }
+
+    #[test]
+    fn per_sentence_z_has_zero_mean_unit_std_over_content_tokens() {
+        let (l, h, n) = (2, 3, 7);
+        let data: Vec<f32> = (0..l * h * n * n).map(|i| ((i * 31 + 7) % 17) as f32 / 17.0).collect();
+        let attn = Attentions::new(l, h, n, data).unwrap();
+        let mut spec = FeatureSpec::new(l, h);
+        spec.normalization = Normalization::PerSentenceZ;
+        let special = [true, false, false, false, false, false, true];
+        let f = extract(&spec, &attn, &special).unwrap();
+        for c in 0..spec.attention_dim() {
+            let col: Vec<f32> = f[1..n - 1].iter().map(|row| row[c]).collect();
+            let mean = col.iter().sum::<f32>() / col.len() as f32;
+            let var = col.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / col.len() as f32;
+            assert!(mean.abs() < 1e-4, "column {c} mean {mean}");
+            assert!(var < 1e-6 || (var - 1.0).abs() < 1e-3, "column {c} var {var}");
+        }
+        // Extras are not normalised.
+        assert_eq!(f[n - 1][spec.dim() - 1], 1.0);
+        assert_eq!(f[n - 1][spec.dim() - 2], 1.0);
+    }
+
+    #[test]
+    fn per_sentence_rank_is_order_preserving_and_in_unit_range() {
+        let mut spec = FeatureSpec::new(1, 2);
+        spec.normalization = Normalization::PerSentenceRank;
+        let f = extract(&spec, &tiny(), &[false; 3]).unwrap();
+        // cls_to_token head 0 = [0.5, 0.3, 0.2] -> ranks [1, 0.5, 0].
+        close(&[f[0][0], f[1][0], f[2][0]], &[1.0, 0.5, 0.0]);
+        // cls_to_token head 1 = [0.2, 0.2, 0.6] -> tie shares mean rank.
+        close(&[f[0][1], f[1][1], f[2][1]], &[0.25, 0.25, 1.0]);
+        // Rank features are invariant to a positive rescaling of attention…
+        let doubled: Vec<f32> = tiny().data.iter().map(|v| v * 2.0).collect();
+        let g = extract(&spec, &Attentions::new(1, 2, 3, doubled).unwrap(), &[false; 3]).unwrap();
+        assert_eq!(f, g);
+        // …and, for the per-entry groups (not the `received` mean), to any monotone map.
+        spec.received = false;
+        let f = extract(&spec, &tiny(), &[false; 3]).unwrap();
+        let squashed: Vec<f32> = tiny().data.iter().map(|v| v * v * 3.0).collect();
+        let g = extract(&spec, &Attentions::new(1, 2, 3, squashed).unwrap(), &[false; 3]).unwrap();
+        assert_eq!(f, g);
+        assert!(f.iter().flatten().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        let mut spec = FeatureSpec::new(6, 12);
+        spec.head_pooling = HeadPooling::Stats;
+        spec.normalization = Normalization::PerSentenceRank;
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains("\"per_sentence_rank\""));
+        assert_eq!(serde_json::from_str::<FeatureSpec>(&json).unwrap(), spec);
+    }
+}

@@ -1,0 +1,113 @@
+//! ExpNet as an [`Attribution`] method: it reads the attentions of the
+//! forward pass every method shares, so it costs no extra encoder pass.
+
+use std::sync::Arc;
+
+use super::net::ExpNet;
+use crate::explain::{Attribution, ExplainInput, Explanation, Family, Progress};
+use crate::model::{Encoding, ForwardOutput};
+
+/// The learned explainer behind the common method interface.
+#[derive(Clone, Debug)]
+pub struct ExpNetMethod {
+    net: Arc<ExpNet>,
+}
+
+impl ExpNetMethod {
+    pub fn new(net: Arc<ExpNet>) -> Self {
+        Self { net }
+    }
+
+    pub fn net(&self) -> &ExpNet {
+        &self.net
+    }
+
+    /// The scoring behind [`Attribution::explain`], usable without a `Model`.
+    pub fn explain_forward(&self, encoding: &Encoding, forward: &ForwardOutput) -> anyhow::Result<Explanation> {
+        let special = encoding.special_mask();
+        anyhow::ensure!(
+            special.len() == forward.attentions.len,
+            "encoding has {} tokens but the forward pass attentions cover {}",
+            special.len(),
+            forward.attentions.len
+        );
+        let scores = self.net.score(&forward.attentions, &special)?;
+        Ok(Explanation { scores, forward_passes: 0, notes: Vec::new() })
+    }
+}
+
+impl Attribution for ExpNetMethod {
+    fn name(&self) -> &'static str {
+        "expnet"
+    }
+    fn family(&self) -> Family {
+        Family::Learned
+    }
+    fn is_slow(&self) -> bool {
+        false
+    }
+    fn needs_classifier(&self) -> bool {
+        false
+    }
+    fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
+        progress.checkpoint(0.0)?;
+        let out = self.explain_forward(input.encoding, input.forward)?;
+        progress.checkpoint(1.0)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expnet::{FeatureSpec, TrainConfig, TrainingSet, ExampleFeatures, train};
+    use crate::model::{Attentions, Token};
+
+    fn token(text: &str, special: bool) -> Token {
+        Token { text: text.into(), start: 0, end: 0, special, id: 0, word: None, sequence: 0 }
+    }
+
+    fn uniform(layers: usize, heads: usize, n: usize) -> Attentions {
+        Attentions::new(layers, heads, n, vec![1.0 / n as f32; layers * heads * n * n]).unwrap()
+    }
+
+    fn tiny_net() -> Arc<ExpNet> {
+        let spec = FeatureSpec::new(1, 2);
+        let mut set = TrainingSet::new(spec.clone(), "m", "d");
+        let special = [true, false, false, true];
+        set.push(ExampleFeatures::from_attentions(&spec, "a", &uniform(1, 2, 4), &special, vec![0.0, 1.0, 0.0, 0.0]).unwrap())
+            .unwrap();
+        let cfg = TrainConfig { epochs: 1, ..TrainConfig::default() };
+        Arc::new(train(&set, None, &cfg, &mut |_| {}).unwrap())
+    }
+
+    fn encoding(tokens: Vec<Token>) -> Encoding {
+        let n = tokens.len();
+        Encoding { text: "a b".into(), text_pair: None, ids: vec![0; n], type_ids: vec![0; n], tokens, truncated: false }
+    }
+
+    #[test]
+    fn scores_the_shared_forward_pass_without_extra_passes() {
+        let m = ExpNetMethod::new(tiny_net());
+        assert_eq!((m.name(), m.family(), m.is_slow(), m.needs_classifier()), ("expnet", Family::Learned, false, false));
+        let enc = encoding(vec![token("[CLS]", true), token("a", false), token("b", false), token("[SEP]", true)]);
+        let fwd = ForwardOutput { prediction: None, attentions: uniform(1, 2, 4), hidden_states: Vec::new() };
+        let e = m.explain_forward(&enc, &fwd).unwrap();
+        assert_eq!(e.forward_passes, 0);
+        assert_eq!(e.scores.len(), 4);
+        assert_eq!((e.scores[0], e.scores[3]), (0.0, 0.0));
+        assert!(e.scores[1] > 0.0 && e.scores[1] < 1.0);
+        assert_eq!(e.scores, m.net().score(&fwd.attentions, &enc.special_mask()).unwrap());
+    }
+
+    #[test]
+    fn mismatched_model_is_a_clear_error() {
+        let m = ExpNetMethod::new(tiny_net());
+        let enc = encoding(vec![token("[CLS]", true), token("a", false), token("[SEP]", true)]);
+        let fwd = ForwardOutput { prediction: None, attentions: uniform(2, 2, 3), hidden_states: Vec::new() };
+        let err = m.explain_forward(&enc, &fwd).unwrap_err().to_string();
+        assert!(err.contains("1-layer x 2-head") && err.contains("2 layers x 2 heads"), "{err}");
+        let fwd = ForwardOutput { prediction: None, attentions: uniform(1, 2, 4), hidden_states: Vec::new() };
+        assert!(m.explain_forward(&enc, &fwd).unwrap_err().to_string().contains("3 tokens"));
+    }
+}

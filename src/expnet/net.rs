@@ -1,0 +1,513 @@
+//! The ExpNet network: a small MLP from standardised attention features to a
+//! per-token rationale probability, and its self-describing file format.
+//!
+//! The file is a safetensors file whose header metadata (key `"expnet"`)
+//! holds the feature spec, the net config, the encoder shape it was trained
+//! for and provenance, so a file alone is enough to score and to refuse a
+//! mismatched model.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use candle_core::{Device, Module, Tensor, Var};
+use candle_nn::{Linear, VarMap};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::features::{FeatureSpec, extract};
+use super::st::{Buffer, Reader};
+use crate::model::Attentions;
+
+/// Bumped when the file layout changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+const META_KEY: &str = "expnet";
+
+/// Hidden-layer non-linearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact (erf) GELU, as in the paper's reference setup.
+    #[default]
+    Gelu,
+    Relu,
+}
+
+/// Architecture of the MLP.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetConfig {
+    /// Hidden layer widths, input side first.
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    /// Dropout probability after each hidden activation (training only).
+    pub dropout: f32,
+    /// Neighbour-aware variant: the input of token `i` is the concatenation
+    /// of the standardised features of tokens `i−w ..= i+w` (zeros beyond
+    /// the ends), so a token's score can depend on its context. 0 = off.
+    #[serde(default)]
+    pub neighbour_window: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self { hidden: vec![64, 32], activation: Activation::Gelu, dropout: 0.1, neighbour_window: 0 }
+    }
+}
+
+/// How training went, for `expnet info`-style reports and reproducibility.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub examples: usize,
+    pub pieces: usize,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub pos_weight: f32,
+    pub seed: u64,
+    pub train_config: serde_json::Value,
+}
+
+/// Provenance stored with the weights; filled partly by `train`, partly by the caller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpNetInfo {
+    /// Encoder the attentions came from (e.g. a Hugging Face id).
+    pub model_id: Option<String>,
+    /// Encoder hidden size, informational.
+    pub hidden_size: Option<usize>,
+    /// Which rationale data it was trained on.
+    pub training_data: Option<String>,
+    /// The command line that produced it.
+    pub command: Option<String>,
+    pub training: Option<TrainingSummary>,
+    /// Validation metrics by name, e.g. `token_f1_at_k`.
+    #[serde(default)]
+    pub validation: BTreeMap<String, f64>,
+}
+
+/// Header JSON layout (key `"expnet"` of the safetensors metadata).
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format_version: u32,
+    feature_spec: FeatureSpec,
+    net: NetConfig,
+    model: ModelShape,
+    info: ExpNetInfo,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ModelShape {
+    layers: usize,
+    heads: usize,
+    hidden_size: Option<usize>,
+}
+
+/// A trained (or freshly initialised) explainer.
+pub struct ExpNet {
+    spec: FeatureSpec,
+    config: NetConfig,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    varmap: VarMap,
+    layers: Vec<Linear>,
+    /// Provenance; the caller may fill `model_id`, `training_data`, `command` before saving.
+    pub info: ExpNetInfo,
+}
+
+impl std::fmt::Debug for ExpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExpNet").field("spec", &self.spec).field("config", &self.config).field("info", &self.info).finish()
+    }
+}
+
+/// Weights by name with their shapes, as moved between files, snapshots and the var map.
+pub(crate) type NamedWeights = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+fn layer_name(i: usize, part: &str) -> String {
+    format!("layers.{i}.{part}")
+}
+
+impl ExpNet {
+    /// Builds a network with seeded uniform(±1/√fan_in) weights (PyTorch's
+    /// default), so training is reproducible; candle's CPU RNG cannot be seeded.
+    pub(crate) fn init(spec: FeatureSpec, config: NetConfig, mean: Vec<f32>, std: Vec<f32>, seed: u64) -> anyhow::Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut tensors = Vec::new();
+        let dims = Self::dims(&spec, &config);
+        for (i, w) in dims.windows(2).enumerate() {
+            let bound = 1.0 / (w[0] as f32).sqrt();
+            let weight: Vec<f32> = (0..w[0] * w[1]).map(|_| rng.gen_range(-bound..bound)).collect();
+            let bias: Vec<f32> = (0..w[1]).map(|_| rng.gen_range(-bound..bound)).collect();
+            tensors.push((layer_name(i, "weight"), vec![w[1], w[0]], weight));
+            tensors.push((layer_name(i, "bias"), vec![w[1]], bias));
+        }
+        Self::from_parts(spec, config, mean, std, tensors, ExpNetInfo::default())
+    }
+
+    /// Layer widths: input, hidden…, 1.
+    fn dims(spec: &FeatureSpec, config: &NetConfig) -> Vec<usize> {
+        let mut d = vec![spec.dim() * (2 * config.neighbour_window + 1)];
+        d.extend(&config.hidden);
+        d.push(1);
+        d
+    }
+
+    fn from_parts(
+        spec: FeatureSpec,
+        config: NetConfig,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        tensors: NamedWeights,
+        info: ExpNetInfo,
+    ) -> anyhow::Result<Self> {
+        spec.validate()?;
+        anyhow::ensure!(config.hidden.iter().all(|h| *h > 0), "net config has a zero-width hidden layer");
+        anyhow::ensure!((0.0..1.0).contains(&config.dropout), "dropout must be in [0, 1), got {}", config.dropout);
+        anyhow::ensure!(
+            mean.len() == spec.dim() && std.len() == spec.dim(),
+            "normalisation statistics have {}/{} entries but the feature spec has {} features",
+            mean.len(),
+            std.len(),
+            spec.dim()
+        );
+        anyhow::ensure!(std.iter().all(|s| *s > 0.0), "normalisation std must be positive");
+        let varmap = VarMap::new();
+        let mut layers = Vec::new();
+        {
+            let mut data = varmap.data().lock().map_err(|_| anyhow::anyhow!("ExpNet weight map lock poisoned"))?;
+            let mut get = |name: &str| -> anyhow::Result<Tensor> {
+                let (_, shape, values) =
+                    tensors.iter().find(|(n, _, _)| n == name).with_context(|| format!("ExpNet weights lack \"{name}\""))?;
+                let var = Var::from_vec(values.clone(), shape.as_slice(), &Device::Cpu)?;
+                let t = var.as_tensor().clone();
+                data.insert(name.to_string(), var);
+                Ok(t)
+            };
+            for i in 0..Self::dims(&spec, &config).len() - 1 {
+                let w = get(&layer_name(i, "weight"))?;
+                let b = get(&layer_name(i, "bias"))?;
+                layers.push(Linear::new(w, Some(b)));
+            }
+        }
+        Ok(Self { spec, config, mean, std, varmap, layers, info })
+    }
+
+    pub fn spec(&self) -> &FeatureSpec {
+        &self.spec
+    }
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+    /// Per-feature training mean and std used for standardisation.
+    pub fn normalisation(&self) -> (&[f32], &[f32]) {
+        (&self.mean, &self.std)
+    }
+
+    /// Fails with a clear error if this ExpNet cannot read attentions of a
+    /// `layers × heads` encoder (it was trained on another architecture).
+    pub fn check_compatible(&self, layers: usize, heads: usize) -> anyhow::Result<()> {
+        let name = self.info.model_id.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+        anyhow::ensure!(
+            layers == self.spec.layers && heads == self.spec.heads,
+            "this ExpNet was trained on attentions of a {}-layer x {}-head encoder{name}, but the loaded \
+             model has {layers} layers x {heads} heads; train one for this model with `expnet train` \
+             or load the matching model",
+            self.spec.layers,
+            self.spec.heads
+        );
+        Ok(())
+    }
+
+    /// Rationale probability per token (0..1); special tokens get 0.
+    pub fn score(&self, attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<f32>> {
+        self.check_compatible(attn.layers, attn.heads)?;
+        let features = extract(&self.spec, attn, special)?;
+        self.score_features(&features, special)
+    }
+
+    /// Scores already-extracted feature rows (e.g. from a feature cache).
+    pub fn score_features(&self, features: &[Vec<f32>], special: &[bool]) -> anyhow::Result<Vec<f32>> {
+        anyhow::ensure!(
+            features.len() == special.len(),
+            "{} feature rows but {} special-mask entries",
+            features.len(),
+            special.len()
+        );
+        if features.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dim = self.spec.dim();
+        if let Some(bad) = features.iter().position(|r| r.len() != dim) {
+            anyhow::bail!("feature row {bad} has {} values, the ExpNet expects {dim}", features[bad].len());
+        }
+        let mut x = Vec::with_capacity(features.len() * self.input_dim());
+        for i in 0..features.len() {
+            self.push_input(features, i, &mut x);
+        }
+        let x = Tensor::from_vec(x, (features.len(), self.input_dim()), &Device::Cpu)?;
+        let logits = self.forward_logits(&x, None)?;
+        let probs = candle_nn::ops::sigmoid(&logits)?.to_vec1::<f32>()?;
+        Ok(probs.into_iter().zip(special).map(|(p, s)| if *s { 0.0 } else { p }).collect())
+    }
+
+    /// Width of the network input (features × neighbourhood).
+    pub(crate) fn input_dim(&self) -> usize {
+        self.spec.dim() * (2 * self.config.neighbour_window + 1)
+    }
+
+    /// Appends token `i`'s standardised (and neighbour-expanded) input row.
+    pub(crate) fn push_input(&self, features: &[Vec<f32>], i: usize, out: &mut Vec<f32>) {
+        let w = self.config.neighbour_window as isize;
+        for off in -w..=w {
+            let j = i as isize + off;
+            if j < 0 || j >= features.len() as isize {
+                // Standardised zero = the training mean: "nothing there".
+                out.extend(std::iter::repeat_n(0.0, self.spec.dim()));
+                continue;
+            }
+            let row = &features[j as usize];
+            out.extend(row.iter().zip(&self.mean).zip(&self.std).map(|((x, m), s)| (x - m) / s));
+        }
+    }
+
+    /// Logits `[batch]` for inputs `[batch, input_dim]`. With `dropout`
+    /// (training), hidden activations are dropped with masks drawn from the
+    /// given seeded RNG.
+    pub(crate) fn forward_logits(&self, x: &Tensor, mut dropout: Option<&mut StdRng>) -> anyhow::Result<Tensor> {
+        let mut h = x.clone();
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h)?;
+            if i == last {
+                break;
+            }
+            h = match self.config.activation {
+                Activation::Gelu => h.gelu_erf()?,
+                Activation::Relu => h.relu()?,
+            };
+            let p = self.config.dropout;
+            if let Some(rng) = dropout.as_deref_mut().filter(|_| p > 0.0) {
+                let keep = 1.0 / (1.0 - p);
+                let mask: Vec<f32> = (0..h.elem_count()).map(|_| if rng.r#gen::<f32>() < p { 0.0 } else { keep }).collect();
+                h = h.mul(&Tensor::from_vec(mask, h.shape(), &Device::Cpu)?)?;
+            }
+        }
+        Ok(h.squeeze(1)?)
+    }
+
+    /// The trainable variables, for the optimiser.
+    pub(crate) fn vars(&self) -> Vec<Var> {
+        let data = self.varmap.data().lock().expect("ExpNet weight map lock poisoned");
+        let mut named: Vec<_> = data.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        named.into_iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Copies of all weights by name (to keep the best epoch).
+    pub(crate) fn snapshot(&self) -> anyhow::Result<NamedWeights> {
+        let data = self.varmap.data().lock().map_err(|_| anyhow::anyhow!("ExpNet weight map lock poisoned"))?;
+        let mut out = Vec::new();
+        for (name, var) in data.iter() {
+            out.push((name.clone(), var.dims().to_vec(), var.as_tensor().flatten_all()?.to_vec1::<f32>()?));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Restores weights taken with [`snapshot`](Self::snapshot).
+    pub(crate) fn restore(&self, snap: &[(String, Vec<usize>, Vec<f32>)]) -> anyhow::Result<()> {
+        let data = self.varmap.data().lock().map_err(|_| anyhow::anyhow!("ExpNet weight map lock poisoned"))?;
+        for (name, shape, values) in snap {
+            let var = data.get(name).with_context(|| format!("no weight \"{name}\" to restore"))?;
+            var.set(&Tensor::from_vec(values.clone(), shape.as_slice(), &Device::Cpu)?)?;
+        }
+        Ok(())
+    }
+
+    /// Serialises to safetensors bytes with the JSON header described in the module docs.
+    pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        let header = Header {
+            format_version: FORMAT_VERSION,
+            feature_spec: self.spec.clone(),
+            net: self.config.clone(),
+            model: ModelShape { layers: self.spec.layers, heads: self.spec.heads, hidden_size: self.info.hidden_size },
+            info: self.info.clone(),
+        };
+        let mut tensors = vec![
+            ("norm.mean".to_string(), Buffer::f32(vec![self.mean.len()], &self.mean)),
+            ("norm.std".to_string(), Buffer::f32(vec![self.std.len()], &self.std)),
+        ];
+        for (name, shape, values) in self.snapshot()? {
+            tensors.push((name, Buffer::f32(shape, &values)));
+        }
+        super::st::serialize(&tensors, META_KEY, serde_json::to_string(&header)?)
+    }
+
+    /// Writes the ExpNet file.
+    pub fn save(&self, path: impl AsRef<Path>) -> anyhow::Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_bytes()?).with_context(|| format!("could not write ExpNet to {}", path.display()))
+    }
+
+    /// Reads an ExpNet file written by [`save`](Self::save).
+    pub fn load(path: impl AsRef<Path>) -> anyhow::Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).with_context(|| format!("could not read ExpNet file {}", path.display()))?;
+        Self::load_bytes(&bytes).with_context(|| format!("could not load ExpNet from {}", path.display()))
+    }
+
+    /// Parses an ExpNet from memory (the default one is embedded in the binary).
+    pub fn load_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
+        let r = Reader::new(bytes, META_KEY, "ExpNet file")?;
+        let header: Header = serde_json::from_str(&r.json).context("ExpNet file has malformed \"expnet\" metadata JSON")?;
+        anyhow::ensure!(
+            header.format_version == FORMAT_VERSION,
+            "ExpNet file format version {} is not supported (this build reads version {FORMAT_VERSION}); retrain it",
+            header.format_version
+        );
+        let spec = header.feature_spec;
+        spec.validate()?;
+        anyhow::ensure!(
+            header.model.layers == spec.layers && header.model.heads == spec.heads,
+            "ExpNet file is inconsistent: model shape {}x{} but feature spec {}x{}",
+            header.model.layers,
+            header.model.heads,
+            spec.layers,
+            spec.heads
+        );
+        let f = spec.dim();
+        let mean = r.f32("norm.mean", &[f])?;
+        let std = r.f32("norm.std", &[f])?;
+        let dims = Self::dims(&spec, &header.net);
+        let mut tensors = Vec::new();
+        for (i, w) in dims.windows(2).enumerate() {
+            for (part, shape) in [("weight", vec![w[1], w[0]]), ("bias", vec![w[1]])] {
+                let name = layer_name(i, part);
+                let values = r.f32(&name, &shape)?;
+                tensors.push((name, shape, values));
+            }
+        }
+        let mut info = header.info;
+        if info.hidden_size.is_none() {
+            info.hidden_size = header.model.hidden_size;
+        }
+        Self::from_parts(spec, header.net, mean, std, tensors, info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_attn(layers: usize, heads: usize, len: usize, seed: u64) -> Attentions {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut data = Vec::new();
+        for _ in 0..layers * heads * len {
+            let row: Vec<f32> = (0..len).map(|_| rng.r#gen::<f32>().exp()).collect();
+            let s: f32 = row.iter().sum();
+            data.extend(row.iter().map(|v| v / s));
+        }
+        Attentions::new(layers, heads, len, data).unwrap()
+    }
+
+    fn tiny_net(window: usize) -> ExpNet {
+        let spec = FeatureSpec::new(2, 3);
+        let f = spec.dim();
+        let config = NetConfig { hidden: vec![8, 4], neighbour_window: window, ..NetConfig::default() };
+        ExpNet::init(spec, config, vec![0.1; f], vec![0.5; f], 7).unwrap()
+    }
+
+    #[test]
+    fn scores_are_probabilities_and_special_tokens_are_zero() {
+        let net = tiny_net(0);
+        let special = [true, false, false, false, true];
+        let s = net.score(&random_attn(2, 3, 5, 1), &special).unwrap();
+        assert_eq!(s.len(), 5);
+        assert_eq!((s[0], s[4]), (0.0, 0.0));
+        assert!(s[1..4].iter().all(|p| *p > 0.0 && *p < 1.0));
+    }
+
+    #[test]
+    fn save_and_load_round_trip_gives_identical_scores() {
+        let dir = tempfile::tempdir().unwrap();
+        for window in [0, 1] {
+            let mut net = tiny_net(window);
+            net.info.model_id = Some("test/mini".into());
+            net.info.validation.insert("token_f1_at_k".into(), 0.5);
+            let path = dir.path().join(format!("net{window}.safetensors"));
+            net.save(&path).unwrap();
+            let back = ExpNet::load(&path).unwrap();
+            assert_eq!(back.config(), net.config());
+            assert_eq!(back.spec(), net.spec());
+            assert_eq!(back.info, net.info);
+            let attn = random_attn(2, 3, 6, 2);
+            let special = [true, false, false, false, false, true];
+            assert_eq!(net.score(&attn, &special).unwrap(), back.score(&attn, &special).unwrap());
+        }
+    }
+
+    #[test]
+    fn neighbour_window_makes_scores_depend_on_context() {
+        let net = tiny_net(1);
+        let special = [false; 4];
+        let a = random_attn(2, 3, 4, 3);
+        let feats = extract(net.spec(), &a, &special).unwrap();
+        let base = net.score_features(&feats, &special).unwrap();
+        let mut changed = feats.clone();
+        changed[3] = changed[3].iter().map(|v| v + 1.0).collect();
+        let after = net.score_features(&changed, &special).unwrap();
+        assert_eq!(base[0], after[0], "token 0 does not see token 3");
+        assert_ne!(base[2], after[2], "token 2 sees its neighbour 3");
+        // Without neighbours, token 2 would not move.
+        let plain = tiny_net(0);
+        assert_eq!(plain.score_features(&feats, &special).unwrap()[2], plain.score_features(&changed, &special).unwrap()[2]);
+    }
+
+    #[test]
+    fn incompatible_shape_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.safetensors");
+        let mut net = tiny_net(0);
+        net.info.model_id = Some("tiny/2x3".into());
+        net.save(&path).unwrap();
+        let net = ExpNet::load(&path).unwrap();
+        net.check_compatible(2, 3).unwrap();
+        let err = net.check_compatible(6, 12).unwrap_err().to_string();
+        assert!(err.contains("2-layer x 3-head encoder (tiny/2x3)") && err.contains("6 layers x 12 heads"), "{err}");
+        let err = net.score(&random_attn(6, 12, 3, 0), &[false; 3]).unwrap_err().to_string();
+        assert!(err.contains("expnet train"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_files_give_clear_errors() {
+        let good = tiny_net(0).to_bytes().unwrap();
+        let err = format!("{:#}", ExpNet::load_bytes(b"definitely not safetensors").unwrap_err());
+        assert!(err.contains("not a valid ExpNet file"), "{err}");
+        let err = format!("{:#}", ExpNet::load_bytes(&good[..good.len() - 10]).unwrap_err());
+        assert!(err.contains("not a valid ExpNet file"), "{err}");
+        // A valid safetensors file that is not an ExpNet.
+        let other = super::super::st::serialize(&[("x".into(), Buffer::f32(vec![1], &[1.0]))], "other", "{}".into()).unwrap();
+        let err = format!("{:#}", ExpNet::load_bytes(&other).unwrap_err());
+        assert!(err.contains("no \"expnet\" metadata"), "{err}");
+        // Tampered header JSON.
+        // The header JSON sits escaped inside the safetensors header's JSON.
+        let needle = br#"format_version\":1"#;
+        let at = good.windows(needle.len()).position(|w| w == needle).unwrap();
+        let mut tampered = good.clone();
+        tampered[at + needle.len() - 1] = b'9';
+        let err = format!("{:#}", ExpNet::load_bytes(&tampered).unwrap_err());
+        assert!(err.contains("format version 9"), "{err}");
+        let err = format!("{:#}", ExpNet::load("/nonexistent/expnet.safetensors").unwrap_err());
+        assert!(err.contains("could not read ExpNet file"), "{err}");
+    }
+
+    #[test]
+    fn header_metadata_is_readable_json() {
+        let bytes = tiny_net(0).to_bytes().unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["expnet"]).unwrap();
+        assert_eq!(json["format_version"], 1);
+        assert_eq!(json["model"]["layers"], 2);
+        assert_eq!(json["net"]["hidden"], serde_json::json!([8, 4]));
+        assert_eq!(json["feature_spec"]["normalization"], "global");
+    }
+}
