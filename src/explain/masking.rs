@@ -241,3 +241,15 @@ mod tests {
         assert!(crate::explain::is_cancelled(&err), "{err:#}");
     }
 }
+
+/// Runs `f` with a predictor over the model: masked tokens are replaced by the
+/// model's mask token ([MASK] / <mask>, else padding), special tokens are
+/// never masked, and the target-class probability is returned per mask.
+pub fn with_model_predictor<T>(
+    input: &super::ExplainInput,
+    f: impl FnOnce(&[bool], &mut Predict) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let maskable: Vec<bool> = input.encoding.tokens.iter().map(|t| !t.special).collect();
+    let mut predict = |masks: &[Vec<bool>]| input.model.target_probabilities(input.encoding, masks, input.target);
+    f(&maskable, &mut predict)
+}

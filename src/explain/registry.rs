@@ -8,11 +8,15 @@ use std::sync::Arc;
 pub const METHOD_NAMES: &[&str] = &[
     "attention",
     "rollout",
+    "flow",
     "saliency",
     "grad_x_input",
     "integrated_gradients",
     "chefer",
     "grad_sam",
+    "occlusion",
+    "lime",
+    "kernel_shap",
 ];
 
 /// Builds a method by name, or fails listing the valid names.
@@ -25,6 +29,10 @@ pub fn create(name: &str) -> anyhow::Result<Arc<dyn Attribution>> {
         "integrated_gradients" | "ig" => Arc::new(super::integrated_gradients::IntegratedGradients::default()),
         "chefer" => Arc::new(super::chefer::Chefer),
         "grad_sam" => Arc::new(super::grad_sam::GradSam),
+        "flow" => Arc::new(super::flow::AttentionFlow),
+        "occlusion" => Arc::new(super::occlusion::Occlusion::default()),
+        "lime" => Arc::new(super::lime::Lime::default()),
+        "kernel_shap" | "shap" => Arc::new(super::kernel_shap::KernelShap::default()),
         other => anyhow::bail!("unknown method \"{other}\" (valid: {}, or all)", METHOD_NAMES.join(", ")),
     })
 }

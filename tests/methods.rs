@@ -1,0 +1,53 @@
+//! Every registered method runs on a real (tiny) model through the shared trait,
+//! returns one finite score per token, and the laws that hold for each do hold.
+
+use expnet::explain::{ExplainInput, Progress, CancelToken, METHOD_NAMES, create, is_cancelled};
+use expnet::model::Model;
+use std::path::Path;
+
+fn model() -> Model {
+    Model::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert")).unwrap()
+}
+
+#[test]
+fn every_method_scores_every_token() {
+    let m = model();
+    let enc = m.encode("an unbelievably dull film").unwrap();
+    let fwd = m.forward(&enc).unwrap();
+    let input = ExplainInput { model: &m, encoding: &enc, forward: &fwd, target: fwd.prediction.as_ref().unwrap().index };
+    for name in METHOD_NAMES {
+        let e = create(name).unwrap().explain(&input, &Progress::none()).unwrap();
+        assert_eq!(e.scores.len(), enc.len(), "{name}");
+        assert!(e.scores.iter().all(|v| v.is_finite()), "{name}: {:?}", e.scores);
+        assert!(e.scores.iter().any(|v| *v != 0.0), "{name} gave all zeros");
+    }
+}
+
+#[test]
+fn kernel_shap_is_efficient_on_the_model() {
+    let m = model();
+    let enc = m.encode("an unbelievably dull film").unwrap();
+    let fwd = m.forward(&enc).unwrap();
+    let target = fwd.prediction.as_ref().unwrap().index;
+    let input = ExplainInput { model: &m, encoding: &enc, forward: &fwd, target };
+    let e = create("kernel_shap").unwrap().explain(&input, &Progress::none()).unwrap();
+    let keep_all = vec![true; enc.len()];
+    let keep_none: Vec<bool> = enc.tokens.iter().map(|t| t.special).collect();
+    let p = m.target_probabilities(&enc, &[keep_all, keep_none], target).unwrap();
+    let sum: f32 = e.scores.iter().sum();
+    assert!((sum - (p[0] - p[1])).abs() < 1e-4, "sum {sum} vs {}", p[0] - p[1]);
+}
+
+#[test]
+fn slow_methods_stop_when_cancelled() {
+    let m = model();
+    let enc = m.encode("an unbelievably dull film with a plot").unwrap();
+    let fwd = m.forward(&enc).unwrap();
+    let input = ExplainInput { model: &m, encoding: &enc, forward: &fwd, target: 0 };
+    let token = CancelToken::new();
+    token.cancel();
+    for name in ["integrated_gradients", "lime", "kernel_shap", "occlusion", "flow"] {
+        let err = create(name).unwrap().explain(&input, &Progress::new(token.clone(), None)).unwrap_err();
+        assert!(is_cancelled(&err), "{name}: {err}");
+    }
+}
