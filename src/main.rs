@@ -14,6 +14,8 @@ fn main() {
     let result = match &cli.command {
         Some(Command::Explain(args)) => expnet::cli::explain::run(args, load_model),
         Some(Command::Finetune(args)) => expnet::cli::finetune::run(args, load_model),
+        Some(Command::Train(args)) => expnet::cli::train::run(args, load_model),
+        Some(Command::Eval(args)) => expnet::cli::eval::run(args, load_model),
         None => {
             eprintln!("expnet: the terminal explorer is not built yet; try `expnet explain --help`");
             std::process::exit(2);

@@ -1,7 +1,10 @@
 //! Command-line interface: argument parsing and the headless commands.
 
+pub mod eval;
 pub mod explain;
 pub mod finetune;
+pub mod methods;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -19,4 +22,8 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Fine-tune a BERT-family encoder into a sequence classifier (Hugging Face folder).
     Finetune(finetune::FinetuneArgs),
+    /// Train ExpNet on human token rationales.
+    Train(train::TrainArgs),
+    /// Evaluate methods against human rationales (plausibility, faithfulness, speed).
+    Eval(eval::EvalArgs),
 }

@@ -43,3 +43,4 @@ mod tests {
         assert!(p.auprc.is_some());
     }
 }
+pub mod runner;

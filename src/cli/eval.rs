@@ -1,0 +1,63 @@
+//! `expnet eval`: every method against human rationales, with faithfulness and speed.
+
+use crate::data::{self, Split};
+use crate::eval::runner::{EvalOptions, evaluate, render_table, with_random_baseline};
+use clap::{Args, ValueEnum};
+use std::io::Write;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum EvalFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model folder or hub id (default: the embedded classifier).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// ExpNet file (default: the embedded one when it fits the model).
+    #[arg(long)]
+    pub expnet: Option<String>,
+    /// DATASET:PATH (sst, movies, hatexplain, esnli).
+    #[arg(long)]
+    pub data: String,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Comma-separated methods, or `all`.
+    #[arg(long, default_value = "all")]
+    pub methods: String,
+    /// Evaluate the first N examples that have a rationale.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Skip comprehensiveness/sufficiency (saves forward passes).
+    #[arg(long)]
+    pub no_faithfulness: bool,
+    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+    pub format: EvalFormat,
+}
+
+pub fn run(args: &EvalArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<crate::model::Model>) -> anyhow::Result<()> {
+    let split: Split = args.split.parse()?;
+    let ds = data::load(&args.data, split)?;
+    let model = load_model(args.model.as_deref())?;
+    let expnet = super::methods::load_expnet(args.expnet.as_deref(), model.num_layers(), model.num_heads())?;
+    let methods = super::methods::build(&args.methods, expnet.as_ref().map(|(n, _)| n))?;
+    let methods = with_random_baseline(methods, 7);
+    let opts = EvalOptions { limit: args.limit, faithfulness: !args.no_faithfulness, ..Default::default() };
+    let t0 = std::time::Instant::now();
+    let mut progress = |done: usize, total: usize| {
+        let el = t0.elapsed().as_secs_f64();
+        let eta = if done > 0 { el / done as f64 * (total - done) as f64 } else { 0.0 };
+        let _ = write!(std::io::stderr(), "\revaluating {done}/{total} ({:.0} s, ETA {:.0} s)   ", el, eta);
+    };
+    let report = evaluate(&model, &ds, &methods, &opts, &mut progress)?;
+    eprintln!();
+    match args.format {
+        EvalFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        EvalFormat::Table => print!("{}", render_table(&report, false)),
+        EvalFormat::Markdown => print!("{}", render_table(&report, true)),
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `expnet train`: train ExpNet on human token rationales, with cached
+//! attention features so that retraining does not re-run the encoder.
+
+use crate::data::align::{example_piece_map, word_to_piece_labels};
+use crate::data::{self, Split};
+use crate::expnet::{ExampleFeatures, FeatureSpec, HeadPooling, Normalization, TrainConfig, TrainingSet, train};
+use crate::model::Model;
+use anyhow::Context;
+use clap::Args;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Classifier whose attentions ExpNet learns from (default: the embedded one).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Training data, comma-separated DATASET:PATH[#SPLIT] (default split train;
+    /// e.g. hatexplain:../shared/data/hatexplain#dev, whose train split has no rationales).
+    #[arg(long)]
+    pub data: String,
+    /// Validation data DATASET:PATH[#SPLIT] (default: 10% of the training examples).
+    #[arg(long)]
+    pub val: Option<String>,
+    /// Output file (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Hidden layer widths, comma-separated.
+    #[arg(long, default_value = "64,32")]
+    pub hidden: String,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Head pooling: per-head, sorted, stats.
+    #[arg(long, default_value = "per-head")]
+    pub pooling: String,
+    /// Feature normalisation: global, z, rank.
+    #[arg(long, default_value = "global")]
+    pub normalization: String,
+    /// Neighbour-aware variant: also see the features of N tokens on each side.
+    #[arg(long, default_value_t = 0)]
+    pub neighbours: usize,
+    /// Feature cache folder.
+    #[arg(long, default_value = ".expnet-cache")]
+    pub cache: PathBuf,
+}
+
+fn parse_spec(s: &str) -> anyhow::Result<(String, Split)> {
+    match s.rsplit_once('#') {
+        Some((spec, split)) => Ok((spec.to_owned(), split.parse()?)),
+        None => Ok((s.to_owned(), Split::Train)),
+    }
+}
+
+/// Feature spec from the command-line choices.
+pub fn feature_spec(layers: usize, heads: usize, pooling: &str, normalization: &str) -> anyhow::Result<FeatureSpec> {
+    let mut spec = FeatureSpec::new(layers, heads);
+    spec.head_pooling = match pooling {
+        "per-head" => HeadPooling::PerHead,
+        "sorted" => HeadPooling::Sorted,
+        "stats" => HeadPooling::Stats,
+        o => anyhow::bail!("unknown --pooling {o} (valid: per-head, sorted, stats)"),
+    };
+    spec.normalization = match normalization {
+        "global" => Normalization::Global,
+        "z" => Normalization::PerSentenceZ,
+        "rank" => Normalization::PerSentenceRank,
+        o => anyhow::bail!("unknown --normalization {o} (valid: global, z, rank)"),
+    };
+    Ok(spec)
+}
+
+/// Features of every example with a rationale (from the cache when present).
+pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
+    let (data_spec, split) = parse_spec(spec_str)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (model.name.as_str(), &data_spec, split.to_string(), serde_json::to_string(spec)?).hash(&mut h);
+    let file = cache.join(format!("features-{:016x}.safetensors", h.finish()));
+    if file.is_file() {
+        if let Ok(set) = TrainingSet::load(&file) {
+            eprintln!("features: {} examples from cache {}", set.examples.len(), file.display());
+            return Ok(set);
+        }
+    }
+    let ds = data::load(&data_spec, split)?;
+    let mut set = TrainingSet::new(spec.clone(), &model.name, spec_str);
+    let with: Vec<_> = ds.examples.iter().filter(|e| e.rationale.is_some()).collect();
+    anyhow::ensure!(!with.is_empty(), "{spec_str} has no examples with rationales (hint: HateXplain's train split has none; use #dev)");
+    for (i, ex) in with.iter().enumerate() {
+        if i % 50 == 0 {
+            let _ = write!(std::io::stderr(), "\rextracting features {spec_str}: {i}/{}   ", with.len());
+        }
+        let enc = match ex.text_pair() {
+            Some(p) => model.encode_pair(&ex.text(), &p)?,
+            None => model.encode(&ex.text())?,
+        };
+        let fwd = model.forward(&enc)?;
+        let gold: Vec<f32> = ex.binary_rationale(0.5).expect("filtered").iter().map(|&b| b as u8 as f32).collect();
+        let labels = word_to_piece_labels(&gold, &example_piece_map(ex, &enc.tokens));
+        set.push(ExampleFeatures::from_attentions(spec, &ex.id, &fwd.attentions, &enc.special_mask(), labels)?)?;
+    }
+    eprintln!("\rextracted features of {} examples from {spec_str}            ", set.examples.len());
+    std::fs::create_dir_all(cache).with_context(|| format!("cannot create cache folder {}", cache.display()))?;
+    set.save(&file)?;
+    Ok(set)
+}
+
+pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
+    let model = load_model(args.model.as_deref())?;
+    let spec = feature_spec(model.num_layers(), model.num_heads(), &args.pooling, &args.normalization)?;
+    let mut train_set = TrainingSet::new(spec.clone(), &model.name, &args.data);
+    for part in args.data.split(',') {
+        let set = features_for(&model, part.trim(), &spec, &args.cache)?;
+        for ex in set.examples {
+            train_set.push(ex)?;
+        }
+    }
+    let (train_set, val_set) = match &args.val {
+        Some(v) => (train_set, features_for(&model, v, &spec, &args.cache)?),
+        None => train_set.split(0.1, args.seed)?,
+    };
+    let hidden = args
+        .hidden
+        .split(',')
+        .map(|s| s.trim().parse::<usize>().with_context(|| format!("--hidden {s} is not a number")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut cfg = TrainConfig { epochs: args.epochs, lr: args.lr, seed: args.seed, ..Default::default() };
+    cfg.net.hidden = hidden;
+    cfg.net.neighbour_window = args.neighbours;
+    eprintln!("training ExpNet on {} examples ({} pieces), validating on {}", train_set.examples.len(), train_set.pieces(), val_set.examples.len());
+    let mut on_epoch = |r: crate::expnet::EpochReport| {
+        eprintln!(
+            "epoch {}/{}: loss {:.4}, val F1@k {:.4} (best {:.4} at {}) {:.0} pieces/s{}",
+            r.epoch,
+            r.max_epochs,
+            r.train_loss,
+            r.val_f1.unwrap_or(f32::NAN),
+            r.best_val_f1.unwrap_or(f32::NAN),
+            r.best_epoch,
+            r.pieces_per_sec,
+            if r.stopping { " — stopping" } else { "" }
+        );
+    };
+    let mut net = train(&train_set, Some(&val_set), &cfg, &mut on_epoch)?;
+    net.info.model_id = Some(model.name.clone());
+    net.info.hidden_size = Some(model.config().hidden_size);
+    net.info.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
+    net.save(&args.out)?;
+    eprintln!("saved {}", args.out.display());
+    Ok(())
+}
