@@ -8,3 +8,4 @@
 
 pub mod explain;
 pub mod model;
+pub mod tui;
