@@ -105,6 +105,8 @@ pub struct App {
     pub mean_heads: bool,
     pub zoom: Option<Zoom>,
     pub help: bool,
+    /// First help line shown when the key list is taller than the screen.
+    pub help_scroll: usize,
     /// Unit whose scores under every method are shown in a popup.
     pub popup: Option<usize>,
     pub examples: Vec<ExampleItem>,
@@ -156,6 +158,7 @@ impl App {
             mean_heads: false,
             zoom: None,
             help: false,
+            help_scroll: 0,
             popup: None,
             examples,
             example: 0,
@@ -434,8 +437,12 @@ impl App {
                         self.notify("input was longer than the model accepts: truncated");
                     }
                 }
-                let n = scores::units(&analysis.text, &analysis.tokens, self.merge_words).len();
-                self.token = self.token.min(n.saturating_sub(1));
+                let us = scores::units(&analysis.text, &analysis.tokens, self.merge_words);
+                self.token = self.token.min(us.len().saturating_sub(1));
+                // Start on the first real word rather than [CLS].
+                if us.get(self.token).is_some_and(|u| u.special) {
+                    self.token = us.iter().position(|u| !u.special).unwrap_or(self.token);
+                }
                 if let Some(z) = self.zoom.as_mut() {
                     let n = analysis.attentions.len.saturating_sub(1);
                     z.row = z.row.min(n);

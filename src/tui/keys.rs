@@ -36,7 +36,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("← →", "select token (Tokens, Compare) or head (Heads)"),
     ("↑ ↓", "method (Tokens, Compare), layer (Heads), example (Examples)"),
     ("PgUp PgDn", "previous / next layer (Heads)"),
-    ("Enter", "zoom into head (Heads), load example (Examples), token scores (Tokens, Compare)"),
+    ("Enter", "zoom (Heads), load example (Examples), token details"),
     ("Esc", "close zoom, popup or help"),
     ("r", "toggle ExpNet ↔ attention rollout"),
     ("m / M", "next / previous method"),
@@ -48,6 +48,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("?", "this help"),
     ("q", "quit"),
     ("", "Mouse"),
+    ("wheel", "method, layer or example"),
     ("click token", "select it and show its score under every method"),
     ("click head", "select that head"),
     ("click tab / example", "switch pane / select example"),
@@ -91,8 +92,21 @@ pub fn handle_key(app: &mut App, k: KeyEvent) -> Option<Effect> {
         _ => {}
     }
     if app.help {
-        // Any key closes help; keys that mean "quit" still quit.
+        // Arrows scroll a help taller than the screen; any other key closes
+        // it, and keys that mean "quit" still quit.
+        match k.code {
+            KeyCode::Down | KeyCode::PageDown | KeyCode::Char('j') => {
+                app.help_scroll = (app.help_scroll + if k.code == KeyCode::PageDown { 10 } else { 1 }).min(KEYS.len().saturating_sub(1));
+                return None;
+            }
+            KeyCode::Up | KeyCode::PageUp | KeyCode::Char('k') => {
+                app.help_scroll = app.help_scroll.saturating_sub(if k.code == KeyCode::PageUp { 10 } else { 1 });
+                return None;
+            }
+            _ => {}
+        }
         app.help = false;
+        app.help_scroll = 0;
         return (k.code == KeyCode::Char('q') && app.mode == Mode::Nav).then_some(Effect::Quit);
     }
     match app.mode {

@@ -27,16 +27,16 @@ impl ExampleItem {
 }
 
 const BUILTIN: &[&str] = &[
-    "A *warm* , *funny* and *beautifully* acted film that I would happily watch again.",
-    "The plot is *predictable* and the dialogue *painfully* *flat* .",
-    "I did not expect much , but the ending left me *speechless* .",
-    "Two hours of my life I will *never* get back .",
-    "The soundtrack is *gorgeous* even when the story *drags* .",
-    "Not *bad* at all , just *forgettable* .",
-    "An *ambitious* mess that *collapses* under its own weight .",
-    "The kids in the audience *loved* every minute of it .",
-    "Sharp writing , *superb* cast , *brilliant* final act .",
-    "It tries to be clever and ends up *tedious* .",
+    "A *warm*, *funny* and *beautifully* acted film that I would happily watch again.",
+    "The plot is *predictable* and the dialogue *painfully* *flat*.",
+    "I did not expect much, but the ending left me *speechless*.",
+    "Two hours of my life I will *never* get back.",
+    "The soundtrack is *gorgeous* even when the story *drags*.",
+    "Not *bad* at all, just *forgettable*.",
+    "An *ambitious* mess that *collapses* under its own weight.",
+    "The kids in the audience *loved* every minute of it.",
+    "Sharp writing, *superb* cast, *brilliant* final act.",
+    "It tries to be clever and ends up *tedious*.",
 ];
 
 /// The built-in examples, in browser order.

@@ -11,18 +11,25 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let (theme, mode) = (app.theme(), app.color);
     let kw = KEYS.iter().map(|(k, _)| width(k)).max().unwrap_or(0) + 2;
     let dw = KEYS.iter().map(|(_, d)| width(d)).max().unwrap_or(0);
-    // Two columns when the list is taller than the screen and it is wide enough.
-    let rows_needed = KEYS.len() as u16 + 2;
-    let two = rows_needed > area.height && area.width as usize >= 2 * (kw + dw) + 6;
+    // Two columns when the list is taller than the screen and it is wide
+    // enough; otherwise one column that scrolls with the arrows.
+    let two = KEYS.len() as u16 + 2 > area.height && area.width as usize >= 2 * (kw + dw) + 5;
     let per_col = if two { KEYS.len().div_ceil(2) } else { KEYS.len() };
-    let w = if two { 2 * (kw + dw) + 5 } else { kw + dw + 4 };
+    let w = if two { 2 * (kw + dw) + 5 } else { kw + dw + 3 };
     let r = popup_area(app, buf, area, w as u16, per_col as u16 + 2);
-    let inner = framed(app, buf, r, " keys · any key closes ", true);
+    let rows = r.height.saturating_sub(2) as usize;
+    let scrolls = !two && per_col > rows;
+    let first = if scrolls { app.help_scroll.min(per_col - rows) } else { 0 };
+    let title = if scrolls { format!(" keys {}-{} of {} · ↑↓ scroll · other keys close ", first + 1, first + rows, per_col) } else { " keys · any key closes ".into() };
+    let inner = framed(app, buf, r, &title, true);
     let col_w = if two { inner.width / 2 } else { inner.width };
     for (i, (k, d)) in KEYS.iter().enumerate() {
         let (col, row) = (i / per_col, i % per_col);
+        if row < first || row - first >= rows {
+            continue;
+        }
         let x = inner.x + col as u16 * col_w;
-        let y = inner.y + row as u16;
+        let y = inner.y + (row - first) as u16;
         if k.is_empty() {
             put(buf, inner, x, y, d, theme.accent(mode));
         } else {

@@ -38,23 +38,38 @@ fn flow(units: &[Unit], w: u16) -> Vec<Placed> {
     out
 }
 
-/// Inner area, rows reserved above the flow, and the flow geometry.
+/// Where the token flow goes: rows above it, line spacing, scrolling, and
+/// the row of the "most important" list (when there is room for it).
 struct Geometry {
     flow_top: u16,
     placed: Vec<Placed>,
     first_line: usize,
     visible_lines: usize,
+    /// 2 leaves a blank row between lines of chips (easier to read).
+    spacing: u16,
+    list_y: Option<u16>,
 }
+
+/// Rows the "most important" list needs (blank, header, five entries).
+const LIST_ROWS: usize = 7;
 
 fn geometry(app: &App, inner: Rect, units: &[Unit]) -> Geometry {
     let header = if inner.height >= 6 { 3 } else { inner.height.min(2) };
     let flow_top = inner.y + header;
     let placed = flow(units, inner.width);
-    let visible_lines = inner.bottom().saturating_sub(flow_top) as usize;
+    let avail = inner.bottom().saturating_sub(flow_top) as usize;
     let total = placed.last().map_or(0, |p| p.line + 1);
+    let (spacing, visible_lines, list) = if 2 * total + LIST_ROWS <= avail + 1 {
+        (2u16, total, Some(2 * total))
+    } else if total + LIST_ROWS <= avail {
+        (1, total, Some(total + 1))
+    } else {
+        (1, avail, None)
+    };
     let sel_line = placed.get(app.token).map_or(0, |p| p.line);
     let first_line = window_start(sel_line, visible_lines, total);
-    Geometry { flow_top, placed, first_line, visible_lines }
+    let list_y = list.map(|r| flow_top + r as u16);
+    Geometry { flow_top, placed, first_line, visible_lines, spacing, list_y }
 }
 
 fn inner_of(area: Rect) -> Rect {
@@ -124,7 +139,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
         if p.line < g.first_line || p.line >= g.first_line + g.visible_lines {
             continue;
         }
-        let y = g.flow_top + (p.line - g.first_line) as u16;
+        let y = g.flow_top + (p.line - g.first_line) as u16 * g.spacing;
         let v = norm.as_ref().and_then(|n| n.values.get(i).copied().flatten());
         let mut style = theme.heat_style(v, signed, mode);
         if u.special {
@@ -138,8 +153,31 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
             put(buf, inner, inner.x + p.x - 1, y, "▕", theme.accent(mode));
         }
     }
+    if let (Some(y), Some(r), Some(n)) = (g.list_y, result, norm.as_ref()) {
+        top_list(app, buf, inner, y, &units, &r.scores, n);
+    }
     if analysis.truncated {
         put(buf, inner, inner.x, inner.bottom() - 1, "(input truncated to the model's maximum length)", theme.error(mode));
+    }
+}
+
+/// The five most important units with their raw scores and a bar, so the
+/// ranking is readable without judging colours.
+fn top_list(app: &App, buf: &mut Buffer, inner: Rect, y: u16, units: &[Unit], scores: &[f32], norm: &crate::tui::scores::Normalized) {
+    let (theme, mode) = (app.theme(), app.color);
+    let mut ranked: Vec<(usize, f32)> = units.iter().enumerate().filter(|(_, u)| !u.special).filter_map(|(i, u)| unit_score(u, scores).map(|s| (i, s))).collect();
+    ranked.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    put(buf, inner, inner.x, y, "most important", theme.muted(mode).add_modifier(Modifier::BOLD));
+    let lw = ranked.iter().take(5).map(|(i, _)| width(&units[*i].text).min(16)).max().unwrap_or(0);
+    let bar_w = (inner.width as usize).saturating_sub(lw + 14).min(40);
+    for (row, (i, s)) in ranked.iter().take(5).enumerate() {
+        let yy = y + 1 + row as u16;
+        let v = norm.values.get(*i).copied().flatten();
+        let x = put(buf, inner, inner.x, yy, &format!("{:>lw$} ", ellipsize(&units[*i].text, 16)), if *i == app.token { theme.accent(mode) } else { theme.base(mode) });
+        let x = put(buf, inner, x, yy, &format!("{s:>+9.4} "), theme.muted(mode));
+        let filled = v.map_or(0, |v| (v.abs() * bar_w as f32).round() as usize).max(1);
+        let style = if mode == ColorMode::NoColor { Style::default().add_modifier(Modifier::REVERSED) } else { theme.heat_style(v, norm.signed, mode) };
+        put(buf, inner, x, yy, &" ".repeat(filled), style);
     }
 }
 
@@ -156,7 +194,11 @@ pub(super) fn hit(app: &App, area: Rect, x: u16, y: u16) -> Option<Hit> {
     if y < g.flow_top || x < inner.x {
         return None;
     }
-    let line = g.first_line + (y - g.flow_top) as usize;
+    let dy = y - g.flow_top;
+    if dy % g.spacing != 0 {
+        return None;
+    }
+    let line = g.first_line + (dy / g.spacing) as usize;
     let dx = x - inner.x;
     g.placed.iter().position(|p| p.line == line && dx >= p.x && dx < p.x + p.w).map(Hit::Unit)
 }
