@@ -256,12 +256,11 @@ impl App {
     /// Moves the zoom cursor, clamped to the matrix.
     pub fn move_zoom(&mut self, dr: isize, dc: isize) {
         let n = self.analysis.as_ref().map_or(0, |a| a.attentions.len);
-        if let Some(z) = self.zoom.as_mut() {
-            if n > 0 {
+        if let Some(z) = self.zoom.as_mut()
+            && n > 0 {
                 z.row = (z.row as isize + dr).clamp(0, n as isize - 1) as usize;
                 z.col = (z.col as isize + dc).clamp(0, n as isize - 1) as usize;
             }
-        }
     }
     pub fn toggle_words(&mut self) {
         // Keep the same token selected across the toggle.
@@ -340,17 +339,14 @@ impl App {
     /// events. Text changes always go out at once (cancelling older work);
     /// missing methods and example scores are requested when the worker is idle.
     pub fn reconcile(&mut self) -> Option<Request> {
-        if self.info.is_none() {
-            return None;
-        }
+        self.info.as_ref()?;
         let text = self.input.text();
         if text.trim().is_empty() && self.requested_text.as_deref() != Some(text.as_str()) {
             // Nothing to explain: clear the view and make in-flight answers stale.
-            if self.inflight.as_ref().is_some_and(|f| !f.examples) {
-                if let Some(f) = self.inflight.take() {
+            if self.inflight.as_ref().is_some_and(|f| !f.examples)
+                && let Some(f) = self.inflight.take() {
                     f.cancel.cancel();
                 }
-            }
             self.text_since = self.next_id;
             self.requested_text = Some(text.clone());
             self.analysis = None;
@@ -421,13 +417,12 @@ impl App {
                 self.load_error = Some(e.clone());
                 self.notify_error(format!("model failed to load: {e}"));
             }
-            WorkerEvent::Finished { id } => {
-                if self.inflight.as_ref().is_some_and(|f| f.id == id) {
+            WorkerEvent::Finished { id }
+                if self.inflight.as_ref().is_some_and(|f| f.id == id) => {
                     self.inflight = None;
                     // Cancelled methods go back to "not requested".
                     self.results.retain(|_, s| !matches!(s, Slot::Running(_)));
                 }
-            }
             WorkerEvent::Analyzed { id, analysis } if !self.stale(id) => {
                 let same_text = self.analysis.as_ref().is_some_and(|a| a.text == analysis.text);
                 if !same_text {
@@ -454,22 +449,20 @@ impl App {
                 self.notify_error(format!("analysis failed: {error}"));
             }
             WorkerEvent::Method { id, result } if !self.stale(id) => {
-                if Some(result.method.as_str()) == self.method_name() {
-                    if let Some(t0) = self.latency_start.take() {
+                if Some(result.method.as_str()) == self.method_name()
+                    && let Some(t0) = self.latency_start.take() {
                         self.latency_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
                     }
-                }
                 self.results.insert(result.method.clone(), Slot::Done(result));
             }
             WorkerEvent::MethodFailed { id, method, error } if !self.stale(id) => {
                 self.notify_error(format!("{method} failed: {error}"));
                 self.results.insert(method, Slot::Failed(error));
             }
-            WorkerEvent::Progress { id, method, fraction } if !self.stale(id) => {
-                if !matches!(self.results.get(&method), Some(Slot::Done(_)) | Some(Slot::Failed(_))) {
+            WorkerEvent::Progress { id, method, fraction } if !self.stale(id)
+                && !matches!(self.results.get(&method), Some(Slot::Done(_)) | Some(Slot::Failed(_))) => {
                     self.results.insert(method, Slot::Running(fraction));
                 }
-            }
             WorkerEvent::ExampleScored { index, method, word_scores, .. } => {
                 // Example scores do not depend on the input text: never stale.
                 self.example_scores.insert((method, index), word_scores);

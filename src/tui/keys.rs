@@ -133,11 +133,10 @@ fn edit_key(app: &mut App, k: KeyEvent) -> Option<Effect> {
         KeyCode::End => i.end(),
         KeyCode::Backspace => i.backspace(),
         KeyCode::Delete => i.delete(),
-        KeyCode::Char(c) if !ctrl(&k) && !k.modifiers.contains(KeyModifiers::ALT) => {
-            if !i.insert(c) {
+        KeyCode::Char(c) if !ctrl(&k) && !k.modifiers.contains(KeyModifiers::ALT)
+            && !i.insert(c) => {
                 app.notify(format!("input is limited to {} characters", super::input::MAX_INPUT_CHARS));
             }
-        }
         _ => {}
     }
     None

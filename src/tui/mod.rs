@@ -169,15 +169,14 @@ where
     let mut dirty = true;
     let mut worker_alive = true;
     loop {
-        if let Some(req) = app.reconcile() {
-            if !send(req) && worker_alive {
+        if let Some(req) = app.reconcile()
+            && !send(req) && worker_alive {
                 worker_alive = false;
                 if app.load_error.is_none() {
                     app.notify_error("the model worker stopped; restart the explorer");
                 }
                 dirty = true;
             }
-        }
         if dirty {
             terminal.draw(|f| {
                 area = f.area();
@@ -215,8 +214,11 @@ where
 /// including when the UI thread panics (the hook restores first, so the
 /// panic message is readable). Panics on other threads are not printed: the
 /// worker turns them into error messages shown in the UI.
+/// A panic hook shared between the guard and the hook that wraps it.
+type Hook = Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync>;
+
 struct TerminalGuard {
-    previous_hook: Option<Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync>>,
+    previous_hook: Option<Hook>,
 }
 
 fn restore_terminal() {
@@ -231,7 +233,7 @@ impl TerminalGuard {
             restore_terminal();
             anyhow::bail!("cannot set up the terminal: {e}");
         }
-        let previous: Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync> = Arc::from(std::panic::take_hook());
+        let previous: Hook = Arc::from(std::panic::take_hook());
         let prev = previous.clone();
         let ui_thread = std::thread::current().id();
         std::panic::set_hook(Box::new(move |info| {
@@ -247,11 +249,10 @@ impl TerminalGuard {
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore_terminal();
-        if let Some(prev) = self.previous_hook.take() {
-            if !std::thread::panicking() {
+        if let Some(prev) = self.previous_hook.take()
+            && !std::thread::panicking() {
                 let _ = std::panic::take_hook();
                 std::panic::set_hook(Box::new(move |info| prev(info)));
             }
-        }
     }
 }

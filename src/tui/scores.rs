@@ -31,8 +31,8 @@ pub fn units(text: &str, tokens: &[Token], merge_words: bool) -> Vec<Unit> {
     let mut out: Vec<Unit> = Vec::with_capacity(tokens.len());
     for (i, t) in tokens.iter().enumerate() {
         let continues = i > 0 && !t.special && !tokens[i - 1].special && t.word.is_some() && t.word == tokens[i - 1].word;
-        if continues && merge_words {
-            if let Some(last) = out.last_mut() {
+        if continues && merge_words
+            && let Some(last) = out.last_mut() {
                 let first = &tokens[last.tokens[0]];
                 last.tokens.push(i);
                 last.text = if first.start < t.end && t.end <= chars.len() {
@@ -42,7 +42,6 @@ pub fn units(text: &str, tokens: &[Token], merge_words: bool) -> Vec<Unit> {
                 };
                 continue;
             }
-        }
         let s = surface(&chars, t);
         let s = if continues && !s.starts_with("##") { format!("##{s}") } else { s };
         out.push(Unit { text: s, tokens: vec![i], special: t.special });

@@ -240,7 +240,7 @@ fn every_edit_sends_a_request_and_latency_is_measured() {
 fn slow_methods_run_when_compare_opens_and_reuse_the_analysis() {
     let mut h = Harness::new();
     h.enter_text("a great film");
-    assert!(h.app.results.get("occlusion").is_none());
+    assert!(!h.app.results.contains_key("occlusion"));
     let analyses = h.backend.analyzed();
     h.key(KeyCode::Char('3'));
     let req = h.app.reconcile().expect("compare pane wants the slow method");
@@ -259,7 +259,7 @@ fn cancelled_methods_are_requested_again() {
     let req = h.app.reconcile().unwrap();
     req.cancel.cancel();
     h.serve(req);
-    assert!(h.app.results.get("occlusion").is_none(), "cancelled slot cleared on Finished");
+    assert!(!h.app.results.contains_key("occlusion"), "cancelled slot cleared on Finished");
     assert!(h.app.reconcile().is_some());
 }
 

@@ -273,11 +273,10 @@ mod tests {
             let t0 = Instant::now();
             h.send(req(id, &format!("a great film number {id}"), &["expnet"]));
             loop {
-                if let WorkerEvent::Method { id: i, .. } = rx.recv_timeout(Duration::from_secs(5)).unwrap() {
-                    if i == id {
+                if let WorkerEvent::Method { id: i, .. } = rx.recv_timeout(Duration::from_secs(5)).unwrap()
+                    && i == id {
                         break;
                     }
-                }
             }
             best = best.min(t0.elapsed());
             until_finished(&rx, id);

@@ -153,11 +153,10 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let a = &analysis.attentions;
     let hint = "←→ head · ↑↓/PgUp/PgDn layer · a mean · Enter zoom";
     let mut x = put(buf, inner, inner.x, inner.y, &selection_label(app), theme.accent(mode));
-    if let Some(hint_x) = inner.right().checked_sub(width(hint) as u16) {
-        if hint_x > x + 2 {
+    if let Some(hint_x) = inner.right().checked_sub(width(hint) as u16)
+        && hint_x > x + 2 {
             x = put(buf, inner, hint_x, inner.y, hint, theme.muted(mode));
         }
-    }
     let _ = x;
     let Some(g) = grid(app, inner) else {
         put(buf, inner, inner.x, inner.y + 1, "pane too small for the head grid", theme.muted(mode));

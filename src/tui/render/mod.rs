@@ -134,11 +134,10 @@ pub(crate) fn put(buf: &mut Buffer, clip: Rect, x: u16, y: u16, s: &str, style: 
 /// Sets the style of one cell if it is inside `clip`.
 pub(crate) fn put_cell(buf: &mut Buffer, clip: Rect, x: u16, y: u16, symbol: &str, style: Style) {
     let clip = clip.intersection(buf.area);
-    if x >= clip.x && x < clip.right() && y >= clip.y && y < clip.bottom() {
-        if let Some(c) = buf.cell_mut((x, y)) {
+    if x >= clip.x && x < clip.right() && y >= clip.y && y < clip.bottom()
+        && let Some(c) = buf.cell_mut((x, y)) {
             c.set_symbol(symbol).set_style(style);
         }
-    }
 }
 
 /// Display width of a string in terminal cells.

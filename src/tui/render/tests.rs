@@ -240,7 +240,8 @@ fn no_color_and_256_colour_modes() {
 fn never_panics_at_any_size() {
     let mut h = ready("an unforgettable and wonderful experience , truly great");
     h.app.example_scores.clear();
-    let mut states: Vec<Box<dyn Fn(&mut App)>> = vec![
+    type Step = Box<dyn Fn(&mut App)>;
+    let mut states: Vec<Step> = vec![
         Box::new(|a| a.pane = Pane::Tokens),
         Box::new(|a| a.pane = Pane::Heads),
         Box::new(|a| a.zoom = Some(Zoom { row: 9, col: 9 })),
@@ -264,4 +265,51 @@ fn never_panics_at_any_size() {
             }
         }
     }
+}
+
+#[test]
+fn help_scrolls_when_taller_than_the_screen() {
+    let mut h = ready("fun");
+    h.key(KeyCode::Char('?'));
+    let t = text(&draw(&h.app, 80, 24));
+    assert!(t.contains("keys 1-") && t.contains("scroll"), "{t}");
+    assert!(t.contains("Anywhere") && !t.contains("click head"));
+    for _ in 0..40 {
+        h.key(KeyCode::Down);
+    }
+    assert!(h.app.help, "arrows scroll instead of closing");
+    let t = text(&draw(&h.app, 80, 24));
+    assert!(!t.contains("Anywhere") && t.contains("click head"), "{t}");
+    h.key(KeyCode::Char('x'));
+    assert!(!h.app.help);
+}
+
+#[test]
+fn big_models_window_the_head_grid_around_the_selection() {
+    let mut b = crate::tui::testing::FakeBackend::new();
+    b.layers = 12;
+    b.heads = 12;
+    let mut h = Harness::with_backend(b);
+    h.enter_text("a great film");
+    h.key(KeyCode::Char('2'));
+    h.key(KeyCode::Up);
+    h.key(KeyCode::Left);
+    let t = text(&draw(&h.app, 60, 16));
+    assert!(t.contains("Layer 12/12 · Head 12/12"));
+    assert!(t.contains("L12") && t.contains("H12"), "selected row and column stay visible:\n{t}");
+    let full = text(&draw(&h.app, 120, 50));
+    assert!(full.contains("L1 ") && full.contains("L12") && full.contains("H1 ") && full.contains("H12"), "{full}");
+}
+
+#[test]
+fn long_inputs_scroll_the_token_flow_to_the_selection() {
+    let words: Vec<String> = (0..80).map(|i| format!("word{i}")).collect();
+    let mut h = ready(&words.join(" "));
+    h.key(KeyCode::End);
+    for _ in 0..100 {
+        h.key(KeyCode::Right);
+    }
+    let buf = draw(&h.app, 60, 16);
+    assert!(find_chip(&buf, " word79 ").is_some(), "{}", text(&buf));
+    assert!(find_chip(&buf, " word0 ").is_none());
 }

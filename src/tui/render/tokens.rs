@@ -121,8 +121,8 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     put(buf, inner, x, inner.y, &state, theme.muted(mode));
 
     // Selected unit details.
-    if inner.height >= 2 {
-        if let Some(u) = units.get(app.token) {
+    if inner.height >= 2
+        && let Some(u) = units.get(app.token) {
             let raw = result.and_then(|r| unit_score(u, &r.scores));
             let n = norm.as_ref().and_then(|n| n.values.get(app.token).copied().flatten());
             let txt = match (raw, n) {
@@ -132,7 +132,6 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
             };
             put(buf, inner, inner.x, inner.y + 1, &txt, theme.base(mode));
         }
-    }
 
     let g = geometry(app, inner, &units);
     for (i, (u, p)) in units.iter().zip(&g.placed).enumerate() {
@@ -195,7 +194,7 @@ pub(super) fn hit(app: &App, area: Rect, x: u16, y: u16) -> Option<Hit> {
         return None;
     }
     let dy = y - g.flow_top;
-    if dy % g.spacing != 0 {
+    if !dy.is_multiple_of(g.spacing) {
         return None;
     }
     let line = g.first_line + (dy / g.spacing) as usize;
