@@ -36,6 +36,16 @@ wait_for() {
   done
   fail "timed out waiting for /$pat/"
 }
+# poll_change FN OLD [SECONDS]: until `FN` prints something other than OLD; prints it.
+poll_change() {
+  local fn=$1 old=$2 secs=${3:-10} i v
+  for ((i = 0; i < secs * 10; i++)); do
+    v=$($fn)
+    if [ -n "$v" ] && [ "$v" != "$old" ]; then echo "$v"; return 0; fi
+    sleep 0.1
+  done
+  echo "$old"
+}
 head_label() { screen | grep -Eo 'Layer [0-9]+/[0-9]+ · (Head [0-9]+/[0-9]+|mean)' | head -n1; }
 current_method() { screen | head -n1 | grep -Eo '[A-Za-z_-]+ · [A-Za-z_-]+ *$' | awk '{print $1}'; }
 
@@ -47,12 +57,12 @@ wait_for 'EDIT' 30
 # The model may still be loading; typing must work anyway and not be lost.
 tmux send-keys -t "$S" -l "this film is great fun"
 wait_for 'this film is great fun' 5
-wait_for '[0-9]+ tokens' 120
+wait_for '[1-9][0-9]* tokens' 120
 
 # Coloured tokens: the line showing "great" in the tokens pane carries
 # background colour escapes (truecolor or 256-colour).
 ok=0
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   if tmux capture-pane -t "$S" -e -p | grep -F 'great' | grep -Eq $'\e\\[[0-9;]*4[8];[25];'; then ok=1; break; fi
   sleep 0.1
 done
@@ -65,9 +75,9 @@ tmux send-keys -t "$S" 2
 wait_for 'Layer [0-9]+/[0-9]+ · Head' 5
 before=$(head_label)
 tmux send-keys -t "$S" Right
+mid=$(poll_change head_label "$before")
 tmux send-keys -t "$S" Down
-sleep 0.5
-after=$(head_label)
+after=$(poll_change head_label "$mid")
 [ -n "$before" ] && [ "$before" != "$after" ] || fail "head label did not change ('$before' -> '$after')"
 read -r _ l0 _ _ h0 <<<"${before//\// }"
 read -r _ l1 _ _ h1 <<<"${after//\// }"
@@ -76,11 +86,9 @@ echo "ok: head selection $before -> $after"
 
 m0=$(current_method)
 tmux send-keys -t "$S" r
-sleep 0.5
-m1=$(current_method)
+m1=$(poll_change current_method "$m0")
 tmux send-keys -t "$S" r
-sleep 0.5
-m2=$(current_method)
+m2=$(poll_change current_method "$m1")
 [ -n "$m0" ] && [ "$m0" != "$m1" ] && [ "$m0" = "$m2" ] || fail "r should toggle the method and back ('$m0' -> '$m1' -> '$m2')"
 echo "ok: r toggles $m0 -> $m1 -> $m2"
 
