@@ -11,7 +11,7 @@ use ratatui::style::{Modifier, Style};
 use super::{Hit, ellipsize, framed, put, put_cell, width, window_start};
 use crate::tui::app::App;
 use crate::tui::scores::units;
-use crate::tui::theme::{ColorMode, Theme};
+use crate::tui::theme::{ColorMode, Theme, paint};
 
 const LABEL_W: u16 = 4;
 
@@ -100,20 +100,26 @@ fn pool(m: &[f32], n: usize, rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-fn draw_mini(theme: &Theme, mode: ColorMode, buf: &mut Buffer, r: Rect, m: &[f32], n: usize) {
-    let (rows, cols) = (r.height as usize * 2, r.width as usize);
+/// Draws one miniature. With `half_gap` the last half row stays background,
+/// so vertically adjacent cells stay apart when there is no room for a gap row.
+fn draw_mini(theme: &Theme, mode: ColorMode, buf: &mut Buffer, r: Rect, m: &[f32], n: usize, half_gap: bool) {
+    let rows = (r.height as usize * 2).saturating_sub(usize::from(half_gap)).max(1);
+    let cols = r.width as usize;
     let px = pool(m, n, rows, cols);
+    let heat = |v: f32| theme.heat_style(Some(v), false, mode).bg.unwrap_or_default();
     for cy in 0..r.height as usize {
         for cx in 0..cols {
-            let (up, lo) = (px[(2 * cy) * cols + cx], px[(2 * cy + 1) * cols + cx]);
+            let up = px.get((2 * cy) * cols + cx).copied();
+            let lo = if 2 * cy + 1 < rows { px.get((2 * cy + 1) * cols + cx).copied() } else { None };
             let (x, y) = (r.x + cx as u16, r.y + cy as u16);
+            let Some(up) = up else { continue };
             if mode == ColorMode::NoColor {
-                let shade = [" ", "░", "▒", "▓", "█"][(((up + lo) / 2.0) * 4.0).round().clamp(0.0, 4.0) as usize];
+                let avg = lo.map_or(up, |lo| (up + lo) / 2.0);
+                let shade = [" ", "░", "▒", "▓", "█"][(avg * 4.0).round().clamp(0.0, 4.0) as usize];
                 put_cell(buf, r, x, y, shade, Style::default());
             } else {
-                let fg = theme.heat_style(Some(up), false, mode).bg.unwrap_or_default();
-                let bg = theme.heat_style(Some(lo), false, mode).bg.unwrap_or_default();
-                put_cell(buf, r, x, y, "▀", Style::default().fg(fg).bg(bg));
+                let bg = lo.map_or(paint(theme.ui.bg, mode), heat);
+                put_cell(buf, r, x, y, "▀", Style::default().fg(heat(up)).bg(bg));
             }
         }
     }
@@ -182,7 +188,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
                 continue;
             }
             let c = g.cell(li, hi);
-            draw_mini(theme, mode, buf, c, a.head(l, h), a.len);
+            draw_mini(theme, mode, buf, c, a.head(l, h), a.len, g.cell_h < 3);
             let selected = lsel && (app.mean_heads || h == app.head);
             if selected {
                 // Brackets in the gaps around the selected cell.

@@ -297,8 +297,16 @@ fn big_models_window_the_head_grid_around_the_selection() {
     let t = text(&draw(&h.app, 60, 16));
     assert!(t.contains("Layer 12/12 · Head 12/12"));
     assert!(t.contains("L12") && t.contains("H12"), "selected row and column stay visible:\n{t}");
-    let full = text(&draw(&h.app, 120, 50));
+    let buf = draw(&h.app, 120, 40);
+    let full = text(&buf);
     assert!(full.contains("L1 ") && full.contains("L12") && full.contains("H1 ") && full.contains("H12"), "{full}");
+    // Two-row cells without a gap row keep their last half row as background.
+    let (hx, hy) = find(&buf, "H1 ").unwrap();
+    let bg = rgb(h.app.theme().ui.bg);
+    assert_eq!(buf[(hx, hy + 1)].symbol(), "▀");
+    assert_ne!(buf[(hx, hy + 1)].bg, bg);
+    assert_eq!(buf[(hx, hy + 2)].bg, bg);
+    assert_ne!(buf[(hx, hy + 2)].fg, bg);
 }
 
 #[test]
@@ -312,4 +320,23 @@ fn long_inputs_scroll_the_token_flow_to_the_selection() {
     let buf = draw(&h.app, 60, 16);
     assert!(find_chip(&buf, " word79 ").is_some(), "{}", text(&buf));
     assert!(find_chip(&buf, " word0 ").is_none());
+}
+
+#[test]
+fn token_popup_lists_every_method() {
+    let mut h = ready("a great film");
+    h.key(KeyCode::Right);
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.popup, Some(2));
+    let t = text(&draw(&h.app, 90, 26));
+    assert!(t.contains("\"great\" under every method"), "{t}");
+    assert!(t.contains("+0.9700"), "expnet's raw score of 'great':\n{t}");
+    assert!(t.contains("occlusion") && t.contains("queued"), "slow method not run yet:\n{t}");
+    // The popup asks for the slow methods too.
+    h.settle();
+    let t = text(&draw(&h.app, 90, 26));
+    assert!(!t.contains("queued"), "{t}");
+    // Moving the selection moves the popup.
+    h.key(KeyCode::Right);
+    assert!(text(&draw(&h.app, 90, 26)).contains("\"film\" under every method"));
 }
