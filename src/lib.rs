@@ -15,3 +15,4 @@ pub mod assets;
 pub mod cli;
 pub mod report;
 pub mod finetune;
+pub mod tui;

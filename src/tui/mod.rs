@@ -1,0 +1,258 @@
+//! The terminal explorer (`expnet` / `expnet tui`).
+//!
+//! Architecture (as in gitui/bottom): [`app::App`] holds all state; pure
+//! `render` functions draw it; one event loop merges terminal events (read
+//! on a small input thread), worker results and ticks from a single channel;
+//! the worker ([`worker`]) runs on a tokio task and owns the
+//! [`ExplainBackend`], with a cancellation token per request. The UI is up
+//! immediately and shows "loading model…" while the loader runs on the worker.
+
+pub mod app;
+pub mod backend;
+pub mod export;
+pub mod input;
+pub mod keys;
+pub mod render;
+pub mod samples;
+pub mod scores;
+pub mod testing;
+pub mod theme;
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::Duration;
+
+use crossterm::event::{DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event};
+use crossterm::execute;
+use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use ratatui::Terminal;
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::layout::Rect;
+
+pub use app::App;
+pub use backend::{Analysis, BackendInfo, ExplainBackend, MethodInfo, MethodResult};
+pub use samples::ExampleItem;
+pub use theme::{ColorMode, Theme};
+pub use worker::Loader;
+
+/// How the explorer starts.
+#[derive(Clone, Debug, Default)]
+pub struct TuiOptions {
+    /// Theme name (`dark`, `light`, `colorblind` or a `./themes/*.toml` name).
+    pub theme: Option<String>,
+    /// Text to analyse as soon as the model is loaded.
+    pub initial_text: Option<String>,
+    /// Extra examples for the browser (e.g. from a rationale data set),
+    /// shown after the built-in ones.
+    pub examples: Vec<ExampleItem>,
+    /// Where `e` writes exports (default: the current directory).
+    pub export_dir: Option<PathBuf>,
+    /// Force a colour mode instead of detecting it from the environment.
+    pub color: Option<ColorMode>,
+}
+
+/// Everything the event loop reacts to, merged into one channel.
+#[derive(Debug)]
+pub enum AppEvent {
+    Term(Event),
+    Worker(worker::WorkerEvent),
+    /// The input thread could not read the terminal.
+    InputError(String),
+}
+
+/// Redraw/tick period when nothing happens (spinner, fading notices).
+const TICK: Duration = Duration::from_millis(200);
+
+/// Runs the explorer until the user quits. `load` runs on the worker while the
+/// UI is already drawn; its error is shown in the UI, not returned.
+pub fn run(opts: TuiOptions, load: Loader) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::io::stdout().is_terminal() && std::io::stdin().is_terminal(),
+        "the explorer needs an interactive terminal (stdin and stdout must be a TTY); use `expnet explain` in scripts"
+    );
+    let (themes, warnings) = Theme::load_all(Some(Path::new("themes")));
+    let theme = pick_theme(&themes, opts.theme.as_deref())?;
+    let color = opts.color.unwrap_or_else(ColorMode::detect);
+    let mut examples = samples::builtin();
+    examples.extend(opts.examples);
+    let mut app = App::new(themes, theme, color, examples, opts.initial_text.as_deref());
+    if let Some(w) = warnings.first() {
+        app.notify_error(w.clone());
+    }
+    let export_dir = opts.export_dir.unwrap_or_else(|| PathBuf::from("."));
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("expnet-worker").build()?;
+    let (tx, rx) = channel();
+    let sink_tx = tx.clone();
+    let worker = worker::spawn(
+        rt.handle(),
+        load,
+        Arc::new(move |ev| {
+            let _ = sink_tx.send(AppEvent::Worker(ev));
+        }),
+    );
+
+    let guard = TerminalGuard::enter()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let input = spawn_input(tx, stop.clone());
+    let result = Terminal::new(CrosstermBackend::new(std::io::stdout()))
+        .map_err(anyhow::Error::from)
+        .and_then(|mut t| event_loop(&mut t, &mut app, &rx, &|r| worker.send(r), &export_dir));
+    app.cancel_all();
+    stop.store(true, Ordering::SeqCst);
+    drop(guard);
+    let _ = input.join();
+    drop(worker);
+    rt.shutdown_background();
+    result
+}
+
+/// Index of the requested theme; an unknown name is an error listing the choices.
+pub fn pick_theme(themes: &[Theme], name: Option<&str>) -> anyhow::Result<usize> {
+    let Some(name) = name else { return Ok(0) };
+    themes.iter().position(|t| t.name.eq_ignore_ascii_case(name)).ok_or_else(|| {
+        let names: Vec<&str> = themes.iter().map(|t| t.name.as_str()).collect();
+        anyhow::anyhow!("unknown theme '{name}'; available: {} (or add themes/{name}.toml)", names.join(", "))
+    })
+}
+
+/// Reads terminal events on its own thread so the loop can wait on one channel.
+fn spawn_input(tx: Sender<AppEvent>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("expnet-input".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match crossterm::event::poll(Duration::from_millis(50)) {
+                    Ok(false) => {}
+                    Ok(true) => match crossterm::event::read() {
+                        Ok(ev) => {
+                            if tx.send(AppEvent::Term(ev)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(AppEvent::InputError(e.to_string()));
+                            return;
+                        }
+                    },
+                    Err(e) => {
+                        let _ = tx.send(AppEvent::InputError(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("spawn input thread")
+}
+
+/// The event loop, generic over the terminal backend so tests can drive it
+/// with ratatui's `TestBackend`. Each wake-up drains every queued event
+/// before drawing once, so a burst of keys or results costs one frame.
+pub fn event_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    rx: &Receiver<AppEvent>,
+    send: &dyn Fn(worker::Request) -> bool,
+    export_dir: &Path,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    let mut area = Rect::default();
+    let mut dirty = true;
+    let mut worker_alive = true;
+    loop {
+        if let Some(req) = app.reconcile()
+            && !send(req) && worker_alive {
+                worker_alive = false;
+                if app.load_error.is_none() {
+                    app.notify_error("the model worker stopped; restart the explorer");
+                }
+                dirty = true;
+            }
+        if dirty {
+            terminal.draw(|f| {
+                area = f.area();
+                render::render(app, f);
+            })?;
+            dirty = false;
+        }
+        let first = match rx.recv_timeout(TICK) {
+            Ok(ev) => Some(ev),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        if first.is_none() {
+            dirty |= app.on_tick();
+        }
+        for ev in first.into_iter().chain(rx.try_iter()) {
+            dirty = true;
+            match ev {
+                AppEvent::Term(e) => match keys::handle_event(app, &e, area) {
+                    Some(keys::Effect::Quit) => return Ok(()),
+                    Some(keys::Effect::Export) => match export::export(app, export_dir) {
+                        Ok((j, h)) => app.notify(format!("exported {} and {}", j.display(), h.display())),
+                        Err(e) => app.notify_error(format!("export failed: {e:#}")),
+                    },
+                    None => {}
+                },
+                AppEvent::Worker(w) => app.on_worker(w),
+                AppEvent::InputError(e) => anyhow::bail!("cannot read the terminal: {e}"),
+            }
+        }
+    }
+}
+
+/// Puts the terminal in raw/alternate-screen mode and restores it on drop,
+/// including when the UI thread panics (the hook restores first, so the
+/// panic message is readable). Panics on other threads are not printed: the
+/// worker turns them into error messages shown in the UI.
+/// A panic hook shared between the guard and the hook that wraps it.
+type Hook = Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync>;
+
+struct TerminalGuard {
+    previous_hook: Option<Hook>,
+}
+
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(std::io::stdout(), DisableMouseCapture, DisableBracketedPaste, LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<Self> {
+        enable_raw_mode().map_err(|e| anyhow::anyhow!("cannot switch the terminal to raw mode: {e}"))?;
+        if let Err(e) = execute!(std::io::stdout(), EnterAlternateScreen, EnableBracketedPaste, EnableMouseCapture) {
+            restore_terminal();
+            anyhow::bail!("cannot set up the terminal: {e}");
+        }
+        let previous: Hook = Arc::from(std::panic::take_hook());
+        let prev = previous.clone();
+        let ui_thread = std::thread::current().id();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().id() == ui_thread {
+                restore_terminal();
+                prev(info);
+            }
+        }));
+        Ok(Self { previous_hook: Some(previous) })
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+        if let Some(prev) = self.previous_hook.take()
+            && !std::thread::panicking() {
+                let _ = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| prev(info)));
+            }
+    }
+}

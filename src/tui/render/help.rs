@@ -1,0 +1,40 @@
+//! The `?` / F1 overlay: every key binding, drawn from [`KEYS`].
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+
+use super::{ellipsize, framed, popup_area, put, width};
+use crate::tui::app::App;
+use crate::tui::keys::KEYS;
+
+pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
+    let (theme, mode) = (app.theme(), app.color);
+    let kw = KEYS.iter().map(|(k, _)| width(k)).max().unwrap_or(0) + 2;
+    let dw = KEYS.iter().map(|(_, d)| width(d)).max().unwrap_or(0);
+    // Two columns when the list is taller than the screen and it is wide
+    // enough; otherwise one column that scrolls with the arrows.
+    let two = KEYS.len() as u16 + 2 > area.height && area.width as usize >= 2 * (kw + dw) + 5;
+    let per_col = if two { KEYS.len().div_ceil(2) } else { KEYS.len() };
+    let w = if two { 2 * (kw + dw) + 5 } else { kw + dw + 3 };
+    let r = popup_area(app, buf, area, w as u16, per_col as u16 + 2);
+    let rows = r.height.saturating_sub(2) as usize;
+    let scrolls = !two && per_col > rows;
+    let first = if scrolls { app.help_scroll.min(per_col - rows) } else { 0 };
+    let title = if scrolls { format!(" keys {}-{} of {} · ↑↓ scroll · other keys close ", first + 1, first + rows, per_col) } else { " keys · any key closes ".into() };
+    let inner = framed(app, buf, r, &title, true);
+    let col_w = if two { inner.width / 2 } else { inner.width };
+    for (i, (k, d)) in KEYS.iter().enumerate() {
+        let (col, row) = (i / per_col, i % per_col);
+        if row < first || row - first >= rows {
+            continue;
+        }
+        let x = inner.x + col as u16 * col_w;
+        let y = inner.y + (row - first) as u16;
+        if k.is_empty() {
+            put(buf, inner, x, y, d, theme.accent(mode));
+        } else {
+            let nx = put(buf, inner, x, y, &format!(" {k:<w$}", w = kw - 1), theme.fg(theme.ui.nav, mode));
+            put(buf, inner, nx, y, &ellipsize(d, (col_w as usize).saturating_sub(kw)), theme.base(mode));
+        }
+    }
+}

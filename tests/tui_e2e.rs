@@ -1,0 +1,28 @@
+//! Runs `tests/e2e_tui.sh` (tmux: type, wait for coloured tokens, move in the
+//! head grid, toggle methods, quit, check the terminal is restored) against
+//! the `tui_fake` example, i.e. the real explorer on the fake backend.
+//! Skipped with a notice when tmux is not installed.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fake_explorer() -> PathBuf {
+    // target/debug/deps/tui_e2e-HASH -> target/debug/examples/tui_fake
+    let exe = std::env::current_exe().expect("test executable path");
+    let debug = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
+    debug.join("examples").join(format!("tui_fake{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[test]
+fn explorer_in_tmux_with_fake_backend() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipping the tmux end-to-end test: tmux is not installed");
+        return;
+    }
+    let bin = fake_explorer();
+    assert!(bin.exists(), "{} missing: run `cargo test` (builds examples) or `cargo build --example tui_fake`", bin.display());
+    let out = Command::new("bash").arg("tests/e2e_tui.sh").arg(&bin).output().expect("run bash");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "e2e_tui.sh failed:\n{log}");
+    assert!(log.contains("4 passed, 0 failed"), "{log}");
+}
