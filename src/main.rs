@@ -16,10 +16,8 @@ fn main() {
         Some(Command::Finetune(args)) => expnet::cli::finetune::run(args, load_model),
         Some(Command::Train(args)) => expnet::cli::train::run(args, load_model),
         Some(Command::Eval(args)) => expnet::cli::eval::run(args, load_model),
-        None => {
-            eprintln!("expnet: the terminal explorer is not built yet; try `expnet explain --help`");
-            std::process::exit(2);
-        }
+        Some(Command::Tui(args)) => expnet::cli::tui::run(args.clone(), load_model),
+        None => expnet::cli::tui::run(Default::default(), load_model),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -5,6 +5,8 @@ pub mod explain;
 pub mod finetune;
 pub mod methods;
 pub mod train;
+pub mod tui;
+pub mod tui_backend;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +26,8 @@ pub enum Command {
     Finetune(finetune::FinetuneArgs),
     /// Train ExpNet on human token rationales.
     Train(train::TrainArgs),
+    /// The terminal explorer (also what `expnet` with no arguments runs).
+    Tui(tui::TuiArgs),
     /// Evaluate methods against human rationales (plausibility, faithfulness, speed).
     Eval(eval::EvalArgs),
 }
