@@ -26,3 +26,27 @@ fn explorer_in_tmux_with_fake_backend() {
     assert!(out.status.success(), "e2e_tui.sh failed:\n{log}");
     assert!(log.contains("4 passed, 0 failed"), "{log}");
 }
+
+/// The same script against the real binary on the tiny fixture classifier and
+/// a tiny ExpNet trained for it: the explorer with the library backend.
+#[test]
+fn explorer_in_tmux_with_real_model() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipping the tmux end-to-end test: tmux is not installed");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg("tests/e2e_tui.sh")
+        .arg(env!("CARGO_BIN_EXE_expnet"))
+        .arg("tui")
+        .arg("--model")
+        .arg(root.join("tests/fixtures/tiny-bert"))
+        .arg("--expnet")
+        .arg(root.join("tests/fixtures/tiny-bert-expnet.safetensors"))
+        .output()
+        .expect("run bash");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "e2e_tui.sh failed:\n{log}");
+    assert!(log.contains("4 passed, 0 failed"), "{log}");
+}
