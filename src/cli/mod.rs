@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and the headless commands.
 
+pub mod bench;
 pub mod eval;
 pub mod explain;
 pub mod finetune;
@@ -28,6 +29,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// The terminal explorer (also what `expnet` with no arguments runs).
     Tui(tui::TuiArgs),
+    /// Speed of every method at 8/32/128 tokens, with ratios against the Python peer.
+    Bench(bench::BenchArgs),
     /// Evaluate methods against human rationales (plausibility, faithfulness, speed).
     Eval(eval::EvalArgs),
 }

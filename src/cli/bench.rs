@@ -1,0 +1,131 @@
+//! `expnet bench`: milliseconds and forward passes per explanation for every
+//! method at 8 / 32 / 128 tokens, next to the Python stack measured by
+//! `scripts/bench_python.py` in the same run (ratios printed when given `--peer`).
+
+use crate::explain::{ExplainInput, Progress};
+use crate::model::Model;
+use clap::Args;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model folder (default: the embedded classifier).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// ExpNet file (default: the embedded one when it fits).
+    #[arg(long)]
+    pub expnet: Option<String>,
+    /// Comma-separated token lengths, specials included.
+    #[arg(long, default_value = "8,32,128")]
+    pub lengths: String,
+    /// Comma-separated methods, or `all`.
+    #[arg(long, default_value = "all")]
+    pub methods: String,
+    /// Timed repeats per (method, length); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// JSON written by `scripts/bench_python.py --json` on the same machine.
+    #[arg(long)]
+    pub peer: Option<String>,
+}
+
+/// Same filler as scripts/bench_python.py, so both sides explain the same text.
+const FILLER: &str = "the film was good and the story was great but the end was too long so i think it \
+was a very nice movie with a bad part in the middle and some good music at the end \
+of the day the actors were fine and the plot made sense most of the time";
+
+/// A text of exactly `len` tokens (specials included), greedily word by word.
+pub fn text_of_length(model: &Model, len: usize) -> anyhow::Result<String> {
+    let words: Vec<&str> = FILLER.split_whitespace().collect();
+    let mut text = String::new();
+    let mut i = 0;
+    while model.encode(&text)?.len() < len {
+        let candidate = if text.is_empty() { words[i % words.len()].to_string() } else { format!("{text} {}", words[i % words.len()]) };
+        if model.encode(&candidate)?.len() <= len {
+            text = candidate;
+        } else {
+            let dot = format!("{text} .");
+            anyhow::ensure!(model.encode(&dot)?.len() <= len, "cannot build a text of {len} tokens");
+            text = dot;
+        }
+        i += 1;
+    }
+    Ok(text)
+}
+
+/// Python method names for the same measurement.
+fn peer_name(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "saliency" => "saliency",
+        "grad_x_input" => "ixg",
+        "integrated_gradients" => "ig",
+        "lime" => "lime",
+        "kernel_shap" => "kernel_shap",
+        "occlusion" => "occlusion",
+        "forward" => "forward",
+        _ => return None,
+    })
+}
+
+/// (median ms, forward rows) of the peer's measurement.
+fn peer_ms(peer: &serde_json::Value, method: &str, len: usize) -> Option<(f64, u64)> {
+    let name = peer_name(method)?;
+    let results = peer.get("results")?.as_array()?;
+    results.iter().find_map(|r| {
+        (r.get("method")?.as_str()? == name && r.get("length")?.as_u64()? as usize == len)
+            .then(|| Some((r.get("median_ms")?.as_f64()?, r.get("forward_rows")?.as_u64()?)))?
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
+    let model = load_model(args.model.as_deref())?;
+    let expnet = super::methods::load_expnet(args.expnet.as_deref(), model.num_layers(), model.num_heads())?;
+    let methods = super::methods::build(&args.methods, expnet.as_ref().map(|(n, _)| n))?;
+    let peer: Option<serde_json::Value> = match &args.peer {
+        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p)?)?),
+        None => None,
+    };
+    let lengths: Vec<usize> = args.lengths.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+    println!("| method | tokens | expnet ms | expnet passes | python ms | python passes | python ms / expnet ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for &len in &lengths {
+        let text = text_of_length(&model, len)?;
+        let enc = model.encode(&text)?;
+        let mut times = Vec::new();
+        let mut fwd = model.forward(&enc)?;
+        for _ in 0..args.repeats.max(1) {
+            let t0 = Instant::now();
+            fwd = model.forward(&enc)?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let mut rows = vec![("forward".to_string(), median(times), 1usize)];
+        let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
+        let input = ExplainInput { model: &model, encoding: &enc, forward: &fwd, target };
+        for m in &methods {
+            let _ = m.explain(&input, &Progress::none())?; // warm-up
+            let mut times = Vec::new();
+            let mut passes = 0;
+            for _ in 0..args.repeats.max(1) {
+                let t0 = Instant::now();
+                passes = m.explain(&input, &Progress::none())?.forward_passes;
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            rows.push((m.name().to_string(), median(times), passes));
+        }
+        for (name, ms, passes) in rows {
+            let p = peer.as_ref().and_then(|p| peer_ms(p, &name, len));
+            println!(
+                "| {name} | {len} | {ms:.2} | {passes} | {} | {} | {} |",
+                p.map_or("-".into(), |v| format!("{:.2}", v.0)),
+                p.map_or("-".into(), |v| v.1.to_string()),
+                p.map_or("-".into(), |v| format!("{:.2}×", v.0 / ms))
+            );
+        }
+    }
+    Ok(())
+}
