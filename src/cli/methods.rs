@@ -15,7 +15,7 @@ pub fn load_expnet(path: Option<&str>, layers: usize, heads: usize) -> anyhow::R
         None => Ok(crate::assets::default_expnet()
             .ok()
             .filter(|n| n.check_compatible(layers, heads).is_ok())
-            .map(|n| (Arc::new(n), "embedded:minilm-sst2".to_owned()))),
+            .map(|n| (Arc::new(n), "embedded:expnet-minilm-sst2".to_owned()))),
     }
 }
 
