@@ -376,10 +376,11 @@ impl App {
             }
         }
         // Example scoring only runs while the browser is open.
-        if self.pane != Pane::Examples && self.inflight.as_ref().is_some_and(|f| f.examples) {
-            if let Some(f) = self.inflight.take() {
-                f.cancel.cancel();
-            }
+        if self.pane != Pane::Examples
+            && self.inflight.as_ref().is_some_and(|f| f.examples)
+            && let Some(f) = self.inflight.take()
+        {
+            f.cancel.cancel();
         }
         if self.pane == Pane::Examples && self.inflight.is_none() {
             let method = self.method_name()?.to_string();
