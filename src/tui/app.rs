@@ -16,6 +16,9 @@ use super::theme::{ColorMode, Theme};
 use super::worker::{Job, Request, WorkerEvent};
 use crate::explain::CancelToken;
 
+/// Examples scored per worker job (see [`App::reconcile`]).
+const EXAMPLE_BATCH: usize = 16;
+
 /// The four panes, in tab order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pane {
@@ -372,16 +375,24 @@ impl App {
                 return Some(self.send(Job::Explain { text, methods: missing }));
             }
         }
+        // Example scoring only runs while the browser is open.
+        if self.pane != Pane::Examples
+            && self.inflight.as_ref().is_some_and(|f| f.examples)
+            && let Some(f) = self.inflight.take()
+        {
+            f.cancel.cancel();
+        }
         if self.pane == Pane::Examples && self.inflight.is_none() {
             let method = self.method_name()?.to_string();
-            let texts: Vec<(usize, String)> = self
-                .examples
-                .iter()
-                .enumerate()
-                .filter(|(i, e)| e.rationale.is_some() && !self.example_scores.contains_key(&(method.clone(), *i)))
-                .map(|(i, e)| (i, e.text.clone()))
+            // Nearest to the selection first, in batches, so what is on
+            // screen fills in first and scrolling re-plans the next batch.
+            let mut todo: Vec<usize> = (0..self.examples.len())
+                .filter(|i| self.examples[*i].rationale.is_some() && !self.example_scores.contains_key(&(method.clone(), *i)))
                 .collect();
-            if !texts.is_empty() {
+            todo.sort_by_key(|i| i.abs_diff(self.example));
+            todo.truncate(EXAMPLE_BATCH);
+            if !todo.is_empty() {
+                let texts = todo.into_iter().map(|i| (i, self.examples[i].text.clone())).collect();
                 return Some(self.send(Job::Examples { method, texts }));
             }
         }

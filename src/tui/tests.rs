@@ -338,6 +338,34 @@ fn examples_browser_scores_and_loads() {
 }
 
 #[test]
+fn example_scoring_is_batched_near_the_selection_and_stops_with_the_pane() {
+    let mut h = Harness::new();
+    let extra: Vec<samples::ExampleItem> = (0..40).map(|i| samples::ExampleItem::marked(&format!("example {i} was *great*"))).collect();
+    h.app.examples.extend(extra);
+    h.key(KeyCode::Esc);
+    h.key(KeyCode::Char('o'));
+    for _ in 0..30 {
+        h.key(KeyCode::Down);
+    }
+    let req = h.app.reconcile().unwrap();
+    match &req.job {
+        Job::Examples { texts, .. } => {
+            assert_eq!(texts.len(), 16);
+            assert_eq!(texts[0].0, 30, "the selected example first");
+            assert!(texts.iter().all(|(i, _)| i.abs_diff(30) <= 8));
+        }
+        j => panic!("{j:?}"),
+    }
+    // Leaving the browser cancels the scoring.
+    h.key(KeyCode::Char('1'));
+    assert!(h.app.reconcile().is_none());
+    assert!(req.cancel.is_cancelled());
+    h.key(KeyCode::Char('4'));
+    h.settle();
+    assert_eq!(h.app.example_scores.len(), 50, "batches continue until every annotated example is scored");
+}
+
+#[test]
 fn mouse_clicks_select_tokens_and_heads() {
     let mut h = Harness::new();
     h.enter_text("a great film");
