@@ -422,23 +422,4 @@ mod tests {
     }
 }
 
-/// The method on a real model (see [`super::masking::with_model_predictor`] for the masking).
-#[derive(Clone, Debug, Default)]
-pub struct KernelShap {
-    pub config: KernelShapConfig,
-}
-
-impl super::Attribution for KernelShap {
-    fn name(&self) -> &'static str {
-        "kernel_shap"
-    }
-    fn family(&self) -> super::Family {
-        super::Family::Perturbation
-    }
-    fn is_slow(&self) -> bool {
-        true
-    }
-    fn explain(&self, input: &super::ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
-        super::masking::with_model_predictor(input, |maskable, predict| kernel_shap(maskable, predict, progress, &self.config))
-    }
-}
+super::masking::perturbation_method!(KernelShap, KernelShapConfig, "kernel_shap", kernel_shap);

@@ -254,23 +254,4 @@ mod tests {
     }
 }
 
-/// The method on a real model (see [`super::masking::with_model_predictor`] for the masking).
-#[derive(Clone, Debug, Default)]
-pub struct Lime {
-    pub config: LimeConfig,
-}
-
-impl super::Attribution for Lime {
-    fn name(&self) -> &'static str {
-        "lime"
-    }
-    fn family(&self) -> super::Family {
-        super::Family::Perturbation
-    }
-    fn is_slow(&self) -> bool {
-        true
-    }
-    fn explain(&self, input: &super::ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
-        super::masking::with_model_predictor(input, |maskable, predict| lime(maskable, predict, progress, &self.config))
-    }
-}
+super::masking::perturbation_method!(Lime, LimeConfig, "lime", lime);

@@ -115,23 +115,4 @@ mod tests {
     }
 }
 
-/// The method on a real model (see [`super::masking::with_model_predictor`] for the masking).
-#[derive(Clone, Debug, Default)]
-pub struct Occlusion {
-    pub config: OcclusionConfig,
-}
-
-impl super::Attribution for Occlusion {
-    fn name(&self) -> &'static str {
-        "occlusion"
-    }
-    fn family(&self) -> super::Family {
-        super::Family::Perturbation
-    }
-    fn is_slow(&self) -> bool {
-        true
-    }
-    fn explain(&self, input: &super::ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
-        super::masking::with_model_predictor(input, |maskable, predict| occlusion(maskable, predict, progress, &self.config))
-    }
-}
+super::masking::perturbation_method!(Occlusion, OcclusionConfig, "occlusion", occlusion);
