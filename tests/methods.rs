@@ -14,7 +14,7 @@ fn every_method_scores_every_token() {
     let m = model();
     let enc = m.encode("an unbelievably dull film").unwrap();
     let fwd = m.forward(&enc).unwrap();
-    let input = ExplainInput { model: &m, encoding: &enc, forward: &fwd, target: fwd.prediction.as_ref().unwrap().index };
+    let input = ExplainInput::new(&m, &enc, &fwd, fwd.prediction.as_ref().unwrap().index);
     for name in METHOD_NAMES {
         let e = create(name).unwrap().explain(&input, &Progress::none()).unwrap();
         assert_eq!(e.scores.len(), enc.len(), "{name}");
@@ -29,7 +29,7 @@ fn kernel_shap_is_efficient_on_the_model() {
     let enc = m.encode("an unbelievably dull film").unwrap();
     let fwd = m.forward(&enc).unwrap();
     let target = fwd.prediction.as_ref().unwrap().index;
-    let input = ExplainInput { model: &m, encoding: &enc, forward: &fwd, target };
+    let input = ExplainInput::new(&m, &enc, &fwd, target);
     let e = create("kernel_shap").unwrap().explain(&input, &Progress::none()).unwrap();
     let keep_all = vec![true; enc.len()];
     let keep_none: Vec<bool> = enc.tokens.iter().map(|t| t.special).collect();
@@ -43,11 +43,29 @@ fn slow_methods_stop_when_cancelled() {
     let m = model();
     let enc = m.encode("an unbelievably dull film with a plot").unwrap();
     let fwd = m.forward(&enc).unwrap();
-    let input = ExplainInput { model: &m, encoding: &enc, forward: &fwd, target: 0 };
+    let input = ExplainInput::new(&m, &enc, &fwd, 0);
     let token = CancelToken::new();
     token.cancel();
     for name in ["integrated_gradients", "lime", "kernel_shap", "occlusion", "flow"] {
         let err = create(name).unwrap().explain(&input, &Progress::new(token.clone(), None)).unwrap_err();
         assert!(is_cancelled(&err), "{name}: {err}");
+    }
+}
+
+#[test]
+fn gradient_methods_share_one_backward_pass_and_charge_its_cost() {
+    let m = model();
+    let enc = m.encode("an unbelievably dull film").unwrap();
+    let fwd = m.forward(&enc).unwrap();
+    let target = fwd.prediction.as_ref().unwrap().index;
+    let shared = ExplainInput::new(&m, &enc, &fwd, target);
+    for (i, name) in ["saliency", "grad_x_input", "chefer", "grad_sam"].iter().enumerate() {
+        let from_shared = create(name).unwrap().explain(&shared, &Progress::none()).unwrap();
+        let alone = create(name).unwrap().explain(&ExplainInput::new(&m, &enc, &fwd, target), &Progress::none()).unwrap();
+        assert_eq!(from_shared.scores, alone.scores, "{name}");
+        let reused = shared.take_reused_cost();
+        // The first method computes the gradients; the others reuse them and are charged for it.
+        assert_eq!(reused.is_zero(), i == 0, "{name}: reused cost {reused:?}");
+        assert!(shared.take_reused_cost().is_zero(), "take resets the charge");
     }
 }

@@ -126,14 +126,14 @@ fn check_gradients(folder: &str) {
         assert_close_rel(&format!("{folder} d/d embeddings"), &g.embedding_grads, &flat(&case["grad_inputs_embeds"]), 1e-4);
         assert_close_rel(&format!("{folder} d/d attentions"), &g.attention_grads.data, &flat(&case["grad_attentions"]), 1e-4);
 
-        let input = ExplainInput { model: &model, encoding: &enc, forward: &out, target };
+        let input = ExplainInput::new(&model, &enc, &out, target);
         let attr = &case["attributions"];
         for name in ["saliency", "grad_x_input", "chefer", "grad_sam", "rollout", "attention"] {
             let m = expnet::explain::create(name).unwrap();
             let got = m.explain(&input, &Progress::none()).unwrap().scores;
             assert_close_rel(&format!("{folder} {name}"), &got, &flat(&attr[name]), 1e-4);
         }
-        let ig = IntegratedGradients { steps: 20, quadrature: Quadrature::GaussLegendre, batch: 7 };
+        let ig = IntegratedGradients { steps: 20, quadrature: Quadrature::GaussLegendre, batch: 7, ..Default::default() };
         let e = ig.explain(&input, &Progress::none()).unwrap();
         let want = &attr["integrated_gradients"]["gausslegendre"];
         assert_close_rel(&format!("{folder} integrated gradients"), &e.scores, &flat(&want["attributions"]), 1e-4);
@@ -164,9 +164,9 @@ fn ig_completeness_gap_shrinks_with_steps() {
     let model = Model::load_dir(&fixture("tiny-bert")).unwrap();
     let enc = model.encode("an unbelievably dull film").unwrap();
     let out = model.forward(&enc).unwrap();
-    let input = ExplainInput { model: &model, encoding: &enc, forward: &out, target: out.prediction.as_ref().unwrap().index };
+    let input = ExplainInput::new(&model, &enc, &out, out.prediction.as_ref().unwrap().index);
     let gap = |steps: usize| {
-        let ig = IntegratedGradients { steps, quadrature: Quadrature::Trapezoid, batch: 16 };
+        let ig = IntegratedGradients { steps, quadrature: Quadrature::Trapezoid, batch: 16, ..Default::default() };
         ig.explain(&input, &Progress::none()).unwrap().notes[0].1
     };
     let (g4, g16, g64) = (gap(4), gap(16), gap(64));

@@ -2,7 +2,7 @@
 //! method at 8 / 32 / 128 tokens, next to the Python stack measured by
 //! `scripts/bench_python.py` in the same run (ratios printed when given `--peer`).
 
-use crate::explain::{ExplainInput, Progress};
+use crate::explain::{Attribution, CancelToken, ExplainInput, Progress, is_cancelled};
 use crate::model::Model;
 use clap::Args;
 use std::time::Instant;
@@ -77,6 +77,29 @@ fn peer_ms(peer: &serde_json::Value, method: &str, len: usize) -> Option<(f64, u
     })
 }
 
+/// Milliseconds from `cancel()` to the method returning, for a cancel issued
+/// `after_ms` into a run: what a user waits when they type over a slow method.
+/// `None` when the method finished before the cancel arrived.
+fn cancel_latency_ms(method: &dyn Attribution, input: &ExplainInput, after_ms: f64) -> anyhow::Result<Option<f64>> {
+    let token = CancelToken::new();
+    let progress = Progress::new(token.clone(), None);
+    std::thread::scope(|s| {
+        let canceller = s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs_f64(after_ms / 1e3));
+            token.cancel();
+            Instant::now()
+        });
+        let result = method.explain(input, &progress);
+        let returned = Instant::now();
+        let cancelled_at = canceller.join().expect("canceller thread");
+        match result {
+            Err(e) if is_cancelled(&e) => Ok(Some(returned.saturating_duration_since(cancelled_at).as_secs_f64() * 1e3)),
+            Err(e) => Err(e),
+            Ok(_) => Ok(None),
+        }
+    })
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -91,8 +114,8 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         None => None,
     };
     let lengths: Vec<usize> = args.lengths.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
-    println!("| method | tokens | expnet ms | expnet passes | python ms | python passes | python ms / expnet ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| method | tokens | expnet ms | expnet passes | python ms | python passes | python ms / expnet ms | cancel ms |");
+    println!("|---|---|---|---|---|---|---|---|");
     for &len in &lengths {
         let text = text_of_length(&model, len)?;
         let enc = model.encode(&text)?;
@@ -103,27 +126,33 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
             fwd = model.forward(&enc)?;
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
-        let mut rows = vec![("forward".to_string(), median(times), 1usize)];
+        let mut rows = vec![("forward".to_string(), median(times), 1usize, None)];
         let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
-        let input = ExplainInput { model: &model, encoding: &enc, forward: &fwd, target };
+        // A fresh input per call: nothing (e.g. shared gradients) carries over between timings.
+        let input = || ExplainInput::new(&model, &enc, &fwd, target);
         for m in &methods {
-            let _ = m.explain(&input, &Progress::none())?; // warm-up
+            let _ = m.explain(&input(), &Progress::none())?; // warm-up
             let mut times = Vec::new();
             let mut passes = 0;
             for _ in 0..args.repeats.max(1) {
+                let fresh = input();
                 let t0 = Instant::now();
-                passes = m.explain(&input, &Progress::none())?.forward_passes;
+                passes = m.explain(&fresh, &Progress::none())?.forward_passes;
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
             }
-            rows.push((m.name().to_string(), median(times), passes));
+            let ms = median(times);
+            // Cancel a third of the way in (slow methods only): worst case is one batch.
+            let cancel = if m.is_slow() { cancel_latency_ms(m.as_ref(), &input(), ms / 3.0)? } else { None };
+            rows.push((m.name().to_string(), ms, passes, cancel));
         }
-        for (name, ms, passes) in rows {
+        for (name, ms, passes, cancel) in rows {
             let p = peer.as_ref().and_then(|p| peer_ms(p, &name, len));
             println!(
-                "| {name} | {len} | {ms:.2} | {passes} | {} | {} | {} |",
+                "| {name} | {len} | {ms:.2} | {passes} | {} | {} | {} | {} |",
                 p.map_or("-".into(), |v| format!("{:.2}", v.0)),
                 p.map_or("-".into(), |v| v.1.to_string()),
-                p.map_or("-".into(), |v| format!("{:.2}×", v.0 / ms))
+                p.map_or("-".into(), |v| format!("{:.2}×", v.0 / ms)),
+                cancel.map_or("-".into(), |c| format!("{c:.1}"))
             );
         }
     }

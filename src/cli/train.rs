@@ -44,6 +44,11 @@ pub struct TrainArgs {
     /// Neighbour-aware variant: also see the features of N tokens on each side.
     #[arg(long, default_value_t = 0)]
     pub neighbours: usize,
+    /// Ablation: leave out feature groups or layers, comma-separated
+    /// (cls_to_token, token_to_cls, received, self_attn, relative_position,
+    /// special_flag, L0…L{n-1}); reuses the full feature cache.
+    #[arg(long)]
+    pub drop: Option<String>,
     /// Feature cache folder.
     #[arg(long, default_value = ".expnet-cache")]
     pub cache: PathBuf,
@@ -74,8 +79,50 @@ pub fn feature_spec(layers: usize, heads: usize, pooling: &str, normalization: &
     Ok(spec)
 }
 
+/// Switches off the groups and layers named in a `--drop` list.
+pub fn apply_drop(spec: &mut FeatureSpec, drop: &str) -> anyhow::Result<()> {
+    for item in drop.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item {
+            "cls_to_token" => spec.cls_to_token = false,
+            "token_to_cls" => spec.token_to_cls = false,
+            "received" => spec.received = false,
+            "self_attn" => spec.self_attn = false,
+            "relative_position" => spec.relative_position = false,
+            "special_flag" => spec.special_flag = false,
+            l if l.starts_with('L') && l[1..].parse::<usize>().is_ok() => {
+                let l: usize = l[1..].parse()?;
+                anyhow::ensure!(l < spec.layers, "--drop {item}: the model has layers L0..L{}", spec.layers - 1);
+                spec.dropped_layers.push(l);
+            }
+            o => anyhow::bail!(
+                "unknown --drop item {o} (valid: cls_to_token, token_to_cls, received, self_attn, \
+                 relative_position, special_flag, L0..L{})",
+                spec.layers - 1
+            ),
+        }
+    }
+    spec.validate()
+}
+
 /// Features of every example with a rationale (from the cache when present).
+/// Features are extracted (and cached) with the full spec and then narrowed
+/// to `spec`'s columns, so ablations never re-run the encoder.
 pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
+    let full = spec.full();
+    let set = full_features_for(model, spec_str, &full, cache)?;
+    if *spec == full {
+        return Ok(set);
+    }
+    let cols = spec.columns_in(&full)?;
+    let mut narrowed = TrainingSet::new(spec.clone(), &set.model_id, &set.data_spec);
+    for mut ex in set.examples {
+        ex.features = ex.features.iter().map(|row| cols.iter().map(|&c| row[c]).collect()).collect();
+        narrowed.push(ex)?;
+    }
+    Ok(narrowed)
+}
+
+fn full_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
     let (data_spec, split) = parse_spec(spec_str)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (model.name.as_str(), &data_spec, split.to_string(), serde_json::to_string(spec)?).hash(&mut h);
@@ -111,7 +158,10 @@ pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
 
 pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let model = load_model(args.model.as_deref())?;
-    let spec = feature_spec(model.num_layers(), model.num_heads(), &args.pooling, &args.normalization)?;
+    let mut spec = feature_spec(model.num_layers(), model.num_heads(), &args.pooling, &args.normalization)?;
+    if let Some(drop) = &args.drop {
+        apply_drop(&mut spec, drop)?;
+    }
     let mut train_set = TrainingSet::new(spec.clone(), &model.name, &args.data);
     for part in args.data.split(',') {
         let set = features_for(&model, part.trim(), &spec, &args.cache)?;

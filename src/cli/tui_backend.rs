@@ -76,7 +76,7 @@ impl ExplainBackend for LibraryBackend {
         let (enc, fwd) = self.restore(analysis);
         let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
         let t0 = Instant::now();
-        let e = m.explain(&ExplainInput { model: &self.model, encoding: &enc, forward: &fwd, target }, progress)?;
+        let e = m.explain(&ExplainInput::new(&self.model, &enc, &fwd, target), progress)?;
         Ok(MethodResult { method: method.to_owned(), scores: e.scores, ms: t0.elapsed().as_secs_f64() * 1e3 })
     }
 }

@@ -150,11 +150,12 @@ pub fn evaluate(
         }
         let maskable: Vec<bool> = enc.tokens.iter().map(|t| !t.special).collect();
         let full_prob = fwd.prediction.as_ref().map(|p| p.probabilities[target]);
-        let input = ExplainInput { model, encoding: &enc, forward: &fwd, target };
+        let input = ExplainInput::new(model, &enc, &fwd, target);
         for (m, acc) in methods.iter().zip(accs.iter_mut()) {
             let t0 = Instant::now();
             let e = m.explain(&input, &Progress::none())?;
-            acc.secs += t0.elapsed().as_secs_f64();
+            // A shared backward pass counts for every method that read it.
+            acc.secs += (t0.elapsed() + input.take_reused_cost()).as_secs_f64();
             if !empty_gold {
                 let words = piece_to_word_scores(&e.scores, &map, gold.len(), opts.pool);
                 let words = fill_missing(&words, f32::NEG_INFINITY);

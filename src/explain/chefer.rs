@@ -39,7 +39,7 @@ impl Attribution for Chefer {
     }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
-        let g = input.model.gradients(input.encoding, input.target)?;
+        let g = input.gradients()?;
         Ok(Explanation { scores: chefer_scores(&g.attentions, &g.attention_grads), forward_passes: 1, notes: vec![] })
     }
 }

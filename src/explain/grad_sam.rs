@@ -31,7 +31,7 @@ impl Attribution for GradSam {
     }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
-        let g = input.model.gradients(input.encoding, input.target)?;
+        let g = input.gradients()?;
         Ok(Explanation { scores: grad_sam_scores(&g.attentions, &g.attention_grads), forward_passes: 1, notes: vec![] })
     }
 }

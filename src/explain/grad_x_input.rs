@@ -16,7 +16,7 @@ impl Attribution for GradXInput {
     }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
-        let g = input.model.gradients(input.encoding, input.target)?;
+        let g = input.gradients()?;
         let scores = g
             .embedding_grads
             .chunks(g.hidden)

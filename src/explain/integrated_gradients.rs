@@ -18,13 +18,23 @@ pub enum Quadrature {
 pub struct IntegratedGradients {
     pub steps: usize,
     pub quadrature: Quadrature,
-    /// Interpolation points per encoder batch.
+    /// Most interpolation points per encoder batch.
     pub batch: usize,
+    /// Most tokens per batch (points × input length): one forward+backward
+    /// is the unit of cancellation, so long inputs get smaller batches.
+    pub batch_tokens: usize,
 }
 
 impl Default for IntegratedGradients {
     fn default() -> Self {
-        Self { steps: 50, quadrature: Quadrature::GaussLegendre, batch: 10 }
+        Self { steps: 50, quadrature: Quadrature::GaussLegendre, batch: 10, batch_tokens: 128 }
+    }
+}
+
+impl IntegratedGradients {
+    /// Interpolation points per batch for an input of `len` tokens.
+    pub fn points_per_batch(&self, len: usize) -> usize {
+        self.batch.max(1).min((self.batch_tokens / len.max(1)).max(1))
     }
 }
 
@@ -101,7 +111,7 @@ impl Attribution for IntegratedGradients {
         let (alphas, weights) = quadrature(self.quadrature, self.steps);
         let mut avg_grad = vec![0f64; x.len()];
         let mut passes = 0;
-        let batch = self.batch.max(1);
+        let batch = self.points_per_batch(enc.len());
         for (chunk_idx, chunk) in alphas.chunks(batch).enumerate() {
             progress.checkpoint((chunk_idx * batch) as f32 / alphas.len() as f32)?;
             let points: Vec<Vec<f32>> = chunk
@@ -138,6 +148,16 @@ impl Attribution for IntegratedGradients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_inputs_get_smaller_batches() {
+        let ig = IntegratedGradients::default();
+        assert_eq!(ig.points_per_batch(8), 10);
+        assert_eq!(ig.points_per_batch(32), 4);
+        assert_eq!(ig.points_per_batch(128), 1);
+        assert_eq!(ig.points_per_batch(512), 1);
+        assert_eq!(IntegratedGradients { batch: 0, ..ig }.points_per_batch(8), 1);
+    }
 
     #[test]
     fn gauss_legendre_matches_known_nodes() {

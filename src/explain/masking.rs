@@ -29,8 +29,14 @@ pub(crate) fn expand_mask(len: usize, features: &[usize], present: &[bool]) -> V
     mask
 }
 
-/// Runs `predict` over `masks` in chunks of `batch`, calling
-/// `progress.checkpoint` before each chunk so a cancel stops within one batch.
+/// Tokens per `predict` call beyond which a batch is split: one encoder call
+/// is the unit of cancellation, so it must stay short (about 256 tokens take
+/// well under 100 ms in inference mode on two cores) even for long inputs.
+pub const MASK_BATCH_TOKENS: usize = 256;
+
+/// Runs `predict` over `masks` in chunks of at most `batch` masks and
+/// [`MASK_BATCH_TOKENS`] tokens, calling `progress.checkpoint` before each
+/// chunk so a cancel stops within one (short) batch.
 ///
 /// `done`/`total` place this call inside a longer run for the gauge. Fails with
 /// a clear message when the predictor returns the wrong number of values or a
@@ -44,6 +50,8 @@ pub(crate) fn evaluate(
     total: usize,
 ) -> anyhow::Result<Vec<f64>> {
     ensure!(batch > 0, "batch size must be at least 1 (got 0); use e.g. 32");
+    let tokens = masks.first().map_or(1, |m| m.len().max(1));
+    let batch = batch.min((MASK_BATCH_TOKENS / tokens).max(1));
     let total = total.max(1);
     let mut out = Vec::with_capacity(masks.len());
     for chunk in masks.chunks(batch) {
@@ -239,6 +247,19 @@ mod tests {
         };
         let err = evaluate(&masks, &mut stopping, &Progress::none(), 4, 0, 10).unwrap_err();
         assert!(crate::explain::is_cancelled(&err), "{err:#}");
+    }
+
+    #[test]
+    fn long_inputs_are_split_into_small_batches() {
+        let masks = vec![vec![true; 100]; 7];
+        let mut sizes = Vec::new();
+        let mut predict = |m: &[Vec<bool>]| {
+            sizes.push(m.len());
+            Ok(vec![0.5f32; m.len()])
+        };
+        let out = evaluate(&masks, &mut predict, &Progress::none(), 32, 0, 7).unwrap();
+        assert_eq!(out.len(), 7);
+        assert_eq!(sizes, vec![2, 2, 2, 1], "256-token budget at 100 tokens per mask");
     }
 }
 

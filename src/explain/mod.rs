@@ -19,7 +19,9 @@ pub mod saliency;
 pub use progress::{CancelToken, Cancelled, Progress, is_cancelled};
 pub use registry::{METHOD_NAMES, create, parse_list};
 
-use crate::model::{Encoding, ForwardOutput, Model};
+use crate::model::{Encoding, ForwardOutput, Gradients, Model};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The four families the paper compares against, plus the learned explainer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -33,13 +35,42 @@ pub enum Family {
 }
 
 /// Everything a method may need about one input. The forward pass (with
-/// attentions) is computed once and shared by all methods.
+/// attentions) is computed once and shared by all methods; so is the one
+/// backward pass that saliency, grad×input, Chefer and Grad-SAM all read.
 pub struct ExplainInput<'a> {
     pub model: &'a Model,
     pub encoding: &'a Encoding,
     pub forward: &'a ForwardOutput,
     /// Class whose decision is explained (the predicted class unless asked).
     pub target: usize,
+    gradients: OnceLock<(Gradients, Duration)>,
+    reused_cost: Mutex<Duration>,
+}
+
+impl<'a> ExplainInput<'a> {
+    pub fn new(model: &'a Model, encoding: &'a Encoding, forward: &'a ForwardOutput, target: usize) -> Self {
+        Self { model, encoding, forward, target, gradients: OnceLock::new(), reused_cost: Mutex::new(Duration::ZERO) }
+    }
+
+    /// Gradients of the target logit (embeddings and attentions), computed on
+    /// first use and shared by every later method on this input.
+    pub fn gradients(&self) -> anyhow::Result<&Gradients> {
+        if let Some((g, cost)) = self.gradients.get() {
+            *self.reused_cost.lock().unwrap_or_else(|e| e.into_inner()) += *cost;
+            return Ok(g);
+        }
+        let t0 = Instant::now();
+        let g = self.model.gradients(self.encoding, self.target)?;
+        let _ = self.gradients.set((g, t0.elapsed()));
+        Ok(&self.gradients.get().expect("just set").0)
+    }
+
+    /// Time the shared backward pass took, summed over the reuses since the
+    /// last call: adding it to a method's wall time gives what the method
+    /// would have cost alone, so timings stay honest when work is shared.
+    pub fn take_reused_cost(&self) -> Duration {
+        std::mem::take(&mut *self.reused_cost.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// One score per token (special tokens included), plus bookkeeping.

@@ -5,6 +5,7 @@
 //! is saved inside the ExpNet file so that scoring extracts exactly the
 //! columns the network was trained on, in the same order.
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Attentions;
@@ -64,6 +65,10 @@ pub struct FeatureSpec {
     pub special_flag: bool,
     pub head_pooling: HeadPooling,
     pub normalization: Normalization,
+    /// Layers left out of every attention group (for ablations); empty in
+    /// files written before this field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_layers: Vec<usize>,
 }
 
 /// The attention groups in column order, with their names.
@@ -85,7 +90,35 @@ impl FeatureSpec {
             special_flag: true,
             head_pooling: HeadPooling::PerHead,
             normalization: Normalization::Global,
+            dropped_layers: Vec::new(),
         }
+    }
+
+    /// Layers whose attention enters the features, in order.
+    pub fn used_layers(&self) -> Vec<usize> {
+        (0..self.layers).filter(|l| !self.dropped_layers.contains(l)).collect()
+    }
+
+    /// The same spec with every group, flag and layer switched on: a cache
+    /// of these features serves every ablation of it (see [`Self::columns_in`]).
+    pub fn full(&self) -> Self {
+        Self { head_pooling: self.head_pooling, normalization: self.normalization, ..Self::new(self.layers, self.heads) }
+    }
+
+    /// Indices of this spec's columns within `other`'s columns (by name), so
+    /// that features extracted once with a superset spec can be reused.
+    /// Per-sentence normalisation is per column, so the selection is exact.
+    pub fn columns_in(&self, other: &FeatureSpec) -> anyhow::Result<Vec<usize>> {
+        anyhow::ensure!(
+            self.head_pooling == other.head_pooling && self.normalization == other.normalization,
+            "feature specs differ in pooling or normalisation; the columns cannot be reused"
+        );
+        let names = other.feature_names();
+        let index: std::collections::HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        self.feature_names()
+            .iter()
+            .map(|n| index.get(n.as_str()).copied().with_context(|| format!("feature {n} is missing from the source spec")))
+            .collect()
     }
 
     fn groups(&self) -> [bool; 4] {
@@ -94,9 +127,10 @@ impl FeatureSpec {
 
     /// Columns one attention group contributes.
     fn group_width(&self) -> usize {
+        let layers = self.used_layers().len();
         match self.head_pooling {
-            HeadPooling::PerHead | HeadPooling::Sorted => self.layers * self.heads,
-            HeadPooling::Stats => 3 * self.layers,
+            HeadPooling::PerHead | HeadPooling::Sorted => layers * self.heads,
+            HeadPooling::Stats => 3 * layers,
         }
     }
 
@@ -117,7 +151,7 @@ impl FeatureSpec {
             if !on {
                 continue;
             }
-            for l in 0..self.layers {
+            for l in self.used_layers() {
                 match self.head_pooling {
                     HeadPooling::PerHead => (0..self.heads).for_each(|h| names.push(format!("{g}.L{l}.H{h}"))),
                     HeadPooling::Sorted => (0..self.heads).for_each(|r| names.push(format!("{g}.L{l}.top{}", r + 1))),
@@ -150,6 +184,9 @@ impl FeatureSpec {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.layers > 0 && self.heads > 0, "feature spec has an empty shape ({}x{})", self.layers, self.heads);
         anyhow::ensure!(self.dim() > 0, "feature spec selects no features; enable at least one group");
+        if let Some(l) = self.dropped_layers.iter().find(|&&l| l >= self.layers) {
+            anyhow::bail!("feature spec drops layer {l}, but the encoder has {} layers (0..{})", self.layers, self.layers);
+        }
         Ok(())
     }
 }
@@ -202,9 +239,10 @@ pub fn extract(spec: &FeatureSpec, attn: &Attentions, special: &[bool]) -> anyho
         raw.push(g);
     }
     let mut rows: Vec<Vec<f32>> = vec![Vec::with_capacity(spec.dim()); n];
+    let used = spec.used_layers();
     for g in &raw {
         for (row, vals) in rows.iter_mut().zip(g) {
-            for l in 0..layers {
+            for &l in &used {
                 pool_heads(spec.head_pooling, &vals[l * heads..(l + 1) * heads], row);
             }
         }
@@ -423,5 +461,46 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert!(json.contains("\"per_sentence_rank\""));
         assert_eq!(serde_json::from_str::<FeatureSpec>(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn ablated_spec_is_a_column_selection_of_the_full_one() {
+        let attn = Attentions::from_nested(&[
+            tiny_layer(0.0),
+            tiny_layer(0.05),
+        ])
+        .unwrap();
+        let special = [true, false, true];
+        for norm in [Normalization::Global, Normalization::PerSentenceZ, Normalization::PerSentenceRank] {
+            let mut full = FeatureSpec::new(2, 2);
+            full.normalization = norm;
+            let mut ablated = full.clone();
+            ablated.token_to_cls = false;
+            ablated.relative_position = false;
+            ablated.dropped_layers = vec![0];
+            assert_eq!(ablated.dim(), 3 * 2 + 1);
+            let cols = ablated.columns_in(&full).unwrap();
+            let f_full = extract(&full, &attn, &special).unwrap();
+            let f_abl = extract(&ablated, &attn, &special).unwrap();
+            for (a, f) in f_abl.iter().zip(&f_full) {
+                let projected: Vec<f32> = cols.iter().map(|&c| f[c]).collect();
+                close(a, &projected);
+            }
+            assert_eq!(ablated.feature_names()[0], "cls_to_token.L1.H0");
+        }
+        let mut bad = FeatureSpec::new(2, 2);
+        bad.dropped_layers = vec![2];
+        assert!(bad.validate().unwrap_err().to_string().contains("drops layer 2"));
+        let mut stats = FeatureSpec::new(2, 2);
+        stats.head_pooling = HeadPooling::Stats;
+        assert!(stats.columns_in(&FeatureSpec::new(2, 2)).is_err());
+    }
+
+    /// One layer of two heads over 3 tokens, shifted by `d` so layers differ.
+    fn tiny_layer(d: f32) -> Vec<Vec<Vec<f32>>> {
+        vec![
+            vec![vec![0.5 - d, 0.3 + d, 0.2], vec![0.1, 0.6 - d, 0.3 + d], vec![0.4, 0.4, 0.2]],
+            vec![vec![0.2, 0.2 + d, 0.6 - d], vec![0.7, 0.1, 0.2], vec![0.3 + d, 0.3 - d, 0.4]],
+        ]
     }
 }
