@@ -24,6 +24,11 @@ pub struct BenchArgs {
     /// Timed repeats per (method, length); the median is reported.
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Samples for LIME and KernelSHAP (default: their own defaults). Set it to
+    /// the Python side's `--lime-samples`/`--shap-samples` for a matched comparison;
+    /// KernelSHAP then samples (no exact enumeration) N coalitions in total.
+    #[arg(long)]
+    pub samples: Option<usize>,
     /// JSON written by `scripts/bench_python.py --json` on the same machine.
     #[arg(long)]
     pub peer: Option<String>,
@@ -69,7 +74,11 @@ fn peer_name(method: &str) -> Option<&'static str> {
 
 /// (median ms, forward rows) of the peer's measurement.
 fn peer_ms(peer: &serde_json::Value, method: &str, len: usize) -> Option<(f64, u64)> {
-    let name = peer_name(method)?;
+    peer_ms_named(peer, peer_name(method)?, len)
+}
+
+/// (median ms, forward rows) of the peer method called `name` in the JSON.
+fn peer_ms_named(peer: &serde_json::Value, name: &str, len: usize) -> Option<(f64, u64)> {
     let results = peer.get("results")?.as_array()?;
     results.iter().find_map(|r| {
         (r.get("method")?.as_str()? == name && r.get("length")?.as_u64()? as usize == len)
@@ -108,7 +117,24 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let model = load_model(args.model.as_deref())?;
     let expnet = super::methods::load_expnet(args.expnet.as_deref(), model.num_layers(), model.num_heads())?;
-    let methods = super::methods::build(&args.methods, expnet.as_ref().map(|(n, _)| n))?;
+    let mut methods = super::methods::build(&args.methods, expnet.as_ref().map(|(n, _)| n))?;
+    if let Some(n) = args.samples {
+        anyhow::ensure!(n >= 4, "--samples {n} is too few (use e.g. 500)");
+        for m in methods.iter_mut() {
+            match m.name() {
+                "lime" => {
+                    let config = crate::explain::lime::LimeConfig { samples: Some(n), ..Default::default() };
+                    *m = std::sync::Arc::new(crate::explain::lime::Lime { config });
+                }
+                "kernel_shap" => {
+                    let config =
+                        crate::explain::kernel_shap::KernelShapConfig { samples: Some(n - 2), exact_max: 0, ..Default::default() };
+                    *m = std::sync::Arc::new(crate::explain::kernel_shap::KernelShap { config });
+                }
+                _ => {}
+            }
+        }
+    }
     let peer: Option<serde_json::Value> = match &args.peer {
         Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p)?)?),
         None => None,
@@ -117,6 +143,7 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
     println!("| method | tokens | expnet ms | expnet passes | python ms | python passes | python ms / expnet ms | cancel ms |");
     println!("|---|---|---|---|---|---|---|---|");
     for &len in &lengths {
+        let mut rows_peer_only: Vec<(String, (f64, u64))> = Vec::new();
         let text = text_of_length(&model, len)?;
         let enc = model.encode(&text)?;
         let mut times = Vec::new();
@@ -145,6 +172,10 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
             let cancel = if m.is_slow() { cancel_latency_ms(m.as_ref(), &input(), ms / 3.0)? } else { None };
             rows.push((m.name().to_string(), ms, passes, cancel));
         }
+        // Peer methods without an expnet counterpart (shap's Partition explainer).
+        if let Some(ms) = peer.as_ref().and_then(|p| peer_ms_named(p, "partition", len)) {
+            rows_peer_only.push(("shap partition (python only)".to_string(), ms));
+        }
         for (name, ms, passes, cancel) in rows {
             let p = peer.as_ref().and_then(|p| peer_ms(p, &name, len));
             println!(
@@ -154,6 +185,9 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
                 p.map_or("-".into(), |v| format!("{:.2}×", v.0 / ms)),
                 cancel.map_or("-".into(), |c| format!("{c:.1}"))
             );
+        }
+        for (name, (ms, rows)) in rows_peer_only {
+            println!("| {name} | {len} | - | - | {ms:.2} | {rows} | - | - |");
         }
     }
     Ok(())
