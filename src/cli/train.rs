@@ -3,6 +3,7 @@
 
 use crate::data::align::{example_piece_map, word_to_piece_labels};
 use crate::data::{self, Split};
+use crate::expnet::features::derive;
 use crate::expnet::{ExampleFeatures, FeatureSpec, HeadPooling, Normalization, TrainConfig, TrainingSet, train};
 use crate::model::Model;
 use anyhow::Context;
@@ -105,24 +106,24 @@ pub fn apply_drop(spec: &mut FeatureSpec, drop: &str) -> anyhow::Result<()> {
 }
 
 /// Features of every example with a rationale (from the cache when present).
-/// Features are extracted (and cached) with the full spec and then narrowed
-/// to `spec`'s columns, so ablations never re-run the encoder.
+/// Raw features (every group, layer and head) are extracted and cached once
+/// per (model, data, split) and then derived for `spec`, so pooling,
+/// normalisation and ablation variants never re-run the encoder.
 pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
-    let full = spec.full();
-    let set = full_features_for(model, spec_str, &full, cache)?;
-    if *spec == full {
+    let raw_spec = FeatureSpec::new(spec.layers, spec.heads);
+    let set = raw_features_for(model, spec_str, &raw_spec, cache)?;
+    if *spec == raw_spec {
         return Ok(set);
     }
-    let cols = spec.columns_in(&full)?;
-    let mut narrowed = TrainingSet::new(spec.clone(), &set.model_id, &set.data_spec);
+    let mut derived = TrainingSet::new(spec.clone(), &set.model_id, &set.data_spec);
     for mut ex in set.examples {
-        ex.features = ex.features.iter().map(|row| cols.iter().map(|&c| row[c]).collect()).collect();
-        narrowed.push(ex)?;
+        ex.features = derive(spec, &ex.features, &ex.special)?;
+        derived.push(ex)?;
     }
-    Ok(narrowed)
+    Ok(derived)
 }
 
-fn full_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
+fn raw_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
     let (data_spec, split) = parse_spec(spec_str)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (model.name.as_str(), &data_spec, split.to_string(), serde_json::to_string(spec)?).hash(&mut h);

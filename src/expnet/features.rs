@@ -5,7 +5,6 @@
 //! is saved inside the ExpNet file so that scoring extracts exactly the
 //! columns the network was trained on, in the same order.
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Attentions;
@@ -99,28 +98,6 @@ impl FeatureSpec {
         (0..self.layers).filter(|l| !self.dropped_layers.contains(l)).collect()
     }
 
-    /// The same spec with every group, flag and layer switched on: a cache
-    /// of these features serves every ablation of it (see [`Self::columns_in`]).
-    pub fn full(&self) -> Self {
-        Self { head_pooling: self.head_pooling, normalization: self.normalization, ..Self::new(self.layers, self.heads) }
-    }
-
-    /// Indices of this spec's columns within `other`'s columns (by name), so
-    /// that features extracted once with a superset spec can be reused.
-    /// Per-sentence normalisation is per column, so the selection is exact.
-    pub fn columns_in(&self, other: &FeatureSpec) -> anyhow::Result<Vec<usize>> {
-        anyhow::ensure!(
-            self.head_pooling == other.head_pooling && self.normalization == other.normalization,
-            "feature specs differ in pooling or normalisation; the columns cannot be reused"
-        );
-        let names = other.feature_names();
-        let index: std::collections::HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
-        self.feature_names()
-            .iter()
-            .map(|n| index.get(n.as_str()).copied().with_context(|| format!("feature {n} is missing from the source spec")))
-            .collect()
-    }
-
     fn groups(&self) -> [bool; 4] {
         [self.cls_to_token, self.token_to_cls, self.received, self.self_attn]
     }
@@ -195,9 +172,19 @@ impl FeatureSpec {
 ///
 /// `special[i]` marks tokens the tokenizer added; per-sentence statistics are
 /// taken over the other tokens so that [CLS]/[SEP] (which soak up attention)
-/// do not dominate them.
+/// do not dominate them. Equivalent to [`derive`] applied to [`extract_raw`],
+/// which is how it is computed, so cached raw features give identical rows.
 pub fn extract(spec: &FeatureSpec, attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<Vec<f32>>> {
     spec.check_shape(attn.layers, attn.heads)?;
+    let raw = extract_raw(attn, special)?;
+    derive(spec, &raw, special)
+}
+
+/// The raw rows every spec is derived from: all four groups per (layer,
+/// head), unnormalised, then relative position and the special flag — the
+/// columns of `FeatureSpec::new(layers, heads)`. Caching these lets any
+/// pooling, normalisation or ablation be trained without re-running the encoder.
+pub fn extract_raw(attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<Vec<f32>>> {
     let n = attn.len;
     anyhow::ensure!(
         attn.data.len() == attn.layers * attn.heads * n * n,
@@ -211,49 +198,57 @@ pub fn extract(spec: &FeatureSpec, attn: &Attentions, special: &[bool]) -> anyho
         "special-token mask has {} entries but the attentions cover {n} tokens",
         special.len()
     );
-    if n == 0 {
-        return Ok(Vec::new());
+    let (layers, heads) = (attn.layers, attn.heads);
+    let lh = layers * heads;
+    let mut rows = vec![vec![0.0f32; 4 * lh + 2]; n];
+    for l in 0..layers {
+        for h in 0..heads {
+            let m = attn.head(l, h);
+            let c = l * heads + h;
+            for (i, row) in rows.iter_mut().enumerate() {
+                row[c] = m[i]; // query 0 -> key i
+                row[lh + c] = m[i * n]; // query i -> key 0
+                row[2 * lh + c] = (0..n).map(|q| m[q * n + i]).sum::<f32>() / n as f32;
+                row[3 * lh + c] = m[i * n + i]; // diagonal
+            }
+        }
     }
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[4 * lh] = if n > 1 { i as f32 / (n - 1) as f32 } else { 0.0 };
+        row[4 * lh + 1] = if special[i] { 1.0 } else { 0.0 };
+    }
+    Ok(rows)
+}
+
+/// `spec`'s rows from raw rows of [`extract_raw`] (pooling, layer and group
+/// selection, per-sentence normalisation, extra columns).
+pub fn derive(spec: &FeatureSpec, raw: &[Vec<f32>], special: &[bool]) -> anyhow::Result<Vec<Vec<f32>>> {
     let (layers, heads) = (spec.layers, spec.heads);
-    // raw[group][token][layer*heads + head]
-    let mut raw: Vec<Vec<Vec<f32>>> = Vec::new();
-    for (gi, on) in spec.groups().into_iter().enumerate() {
+    let lh = layers * heads;
+    anyhow::ensure!(special.len() == raw.len(), "{} special flags for {} feature rows", special.len(), raw.len());
+    if let Some(r) = raw.iter().find(|r| r.len() != 4 * lh + 2) {
+        anyhow::bail!("raw feature rows have {} columns, expected {} for {layers}x{heads}", r.len(), 4 * lh + 2);
+    }
+    let used = spec.used_layers();
+    let mut rows: Vec<Vec<f32>> = vec![Vec::with_capacity(spec.dim()); raw.len()];
+    for (g, on) in spec.groups().into_iter().enumerate() {
         if !on {
             continue;
         }
-        let mut g = vec![vec![0.0f32; layers * heads]; n];
-        for l in 0..layers {
-            for h in 0..heads {
-                let m = attn.head(l, h);
-                let c = l * heads + h;
-                for (i, row) in g.iter_mut().enumerate() {
-                    row[c] = match gi {
-                        0 => m[i],         // query 0 -> key i
-                        1 => m[i * n],     // query i -> key 0
-                        2 => (0..n).map(|q| m[q * n + i]).sum::<f32>() / n as f32,
-                        _ => m[i * n + i], // diagonal
-                    };
-                }
-            }
-        }
-        raw.push(g);
-    }
-    let mut rows: Vec<Vec<f32>> = vec![Vec::with_capacity(spec.dim()); n];
-    let used = spec.used_layers();
-    for g in &raw {
-        for (row, vals) in rows.iter_mut().zip(g) {
+        for (row, r) in rows.iter_mut().zip(raw) {
             for &l in &used {
-                pool_heads(spec.head_pooling, &vals[l * heads..(l + 1) * heads], row);
+                let at = g * lh + l * heads;
+                pool_heads(spec.head_pooling, &r[at..at + heads], row);
             }
         }
     }
     normalize_columns(spec.normalization, &mut rows, spec.attention_dim(), special);
-    for (i, row) in rows.iter_mut().enumerate() {
+    for (row, r) in rows.iter_mut().zip(raw) {
         if spec.relative_position {
-            row.push(if n > 1 { i as f32 / (n - 1) as f32 } else { 0.0 });
+            row.push(r[4 * lh]);
         }
         if spec.special_flag {
-            row.push(if special[i] { 1.0 } else { 0.0 });
+            row.push(r[4 * lh + 1]);
         }
     }
     Ok(rows)
@@ -464,36 +459,38 @@ mod tests {
     }
 
     #[test]
-    fn ablated_spec_is_a_column_selection_of_the_full_one() {
-        let attn = Attentions::from_nested(&[
-            tiny_layer(0.0),
-            tiny_layer(0.05),
-        ])
-        .unwrap();
+    fn every_spec_derives_from_the_raw_rows_as_extracted() {
+        let attn = Attentions::from_nested(&[tiny_layer(0.0), tiny_layer(0.05)]).unwrap();
         let special = [true, false, true];
-        for norm in [Normalization::Global, Normalization::PerSentenceZ, Normalization::PerSentenceRank] {
-            let mut full = FeatureSpec::new(2, 2);
-            full.normalization = norm;
-            let mut ablated = full.clone();
-            ablated.token_to_cls = false;
-            ablated.relative_position = false;
-            ablated.dropped_layers = vec![0];
-            assert_eq!(ablated.dim(), 3 * 2 + 1);
-            let cols = ablated.columns_in(&full).unwrap();
-            let f_full = extract(&full, &attn, &special).unwrap();
-            let f_abl = extract(&ablated, &attn, &special).unwrap();
-            for (a, f) in f_abl.iter().zip(&f_full) {
-                let projected: Vec<f32> = cols.iter().map(|&c| f[c]).collect();
-                close(a, &projected);
+        let raw = extract_raw(&attn, &special).unwrap();
+        assert_eq!(raw[0].len(), FeatureSpec::new(2, 2).dim());
+        for pooling in [HeadPooling::PerHead, HeadPooling::Sorted, HeadPooling::Stats] {
+            for norm in [Normalization::Global, Normalization::PerSentenceZ, Normalization::PerSentenceRank] {
+                let mut spec = FeatureSpec::new(2, 2);
+                spec.head_pooling = pooling;
+                spec.normalization = norm;
+                spec.token_to_cls = false;
+                spec.relative_position = false;
+                spec.dropped_layers = vec![0];
+                let width = if pooling == HeadPooling::Stats { 3 } else { 2 };
+                assert_eq!(spec.dim(), 3 * width + 1);
+                let derived = derive(&spec, &raw, &special).unwrap();
+                let extracted = extract(&spec, &attn, &special).unwrap();
+                assert_eq!(derived, extracted);
+                assert_eq!(derived[0].len(), spec.dim());
+                assert_eq!(spec.feature_names().len(), spec.dim());
             }
-            assert_eq!(ablated.feature_names()[0], "cls_to_token.L1.H0");
         }
+        // Dropping layer 0 keeps exactly layer 1's per-head values.
+        let mut spec = FeatureSpec::new(2, 2);
+        spec.dropped_layers = vec![0];
+        let d = derive(&spec, &raw, &special).unwrap();
+        assert_eq!(d[1][..2], raw[1][2..4]);
+        assert_eq!(spec.feature_names()[0], "cls_to_token.L1.H0");
         let mut bad = FeatureSpec::new(2, 2);
         bad.dropped_layers = vec![2];
         assert!(bad.validate().unwrap_err().to_string().contains("drops layer 2"));
-        let mut stats = FeatureSpec::new(2, 2);
-        stats.head_pooling = HeadPooling::Stats;
-        assert!(stats.columns_in(&FeatureSpec::new(2, 2)).is_err());
+        assert!(derive(&FeatureSpec::new(3, 2), &raw, &special).is_err(), "shape mismatch is an error");
     }
 
     /// One layer of two heads over 3 tokens, shifted by `d` so layers differ.
