@@ -1,16 +1,52 @@
 #!/usr/bin/env bash
-# Reruns the experiments of docs/RESULTS.md (dev profile: dependencies are built with opt-level 3).
-#   scripts/results.sh [DATA_DIR]      (default ../shared/data)
+# Reruns the experiments of docs/RESULTS.md and writes their tables under target/results/.
+#   scripts/results.sh [DATA_DIR] [HATEXPLAIN_MODEL] [EXPNET_BIN]
+# DATA_DIR defaults to ../shared/data; HATEXPLAIN_MODEL is the classifier of
+# docs/MODELS.md (expnet finetune … --data hatexplain:…). Every step is skipped
+# when its output exists, so an interrupted run resumes. Single-threaded runs
+# (RAYON_NUM_THREADS=1) let two copies of independent steps share 2 cores well.
 set -euo pipefail
 D=${1:-../shared/data}
-E="cargo run --quiet --"
-mkdir -p target/results
-$E train --model assets/models/minilm-sst2 --data sst:$D/sst --val sst:$D/sst#dev --out target/results/expnet-sst2.safetensors
-X="--expnet target/results/expnet-sst2.safetensors"
-$E eval $X --data sst:$D/sst --split test --limit 150 --format markdown \
-  --methods expnet,attention,rollout,flow,saliency,grad_x_input,chefer,grad_sam,occlusion > target/results/sst2-fast.md
-$E eval $X --data sst:$D/sst --split test --limit 20 --format markdown \
-  --methods expnet,integrated_gradients,lime,kernel_shap > target/results/sst2-slow.md
-$E eval $X --data movies:$D/movies --split test --limit 40 --no-faithfulness --format markdown \
-  --methods expnet,attention,rollout,saliency,grad_x_input,chefer,grad_sam > target/results/movies.md
-cat target/results/*.md
+HX=${2:-models/minilm-hatexplain}
+B=${3:-"cargo run --quiet --release --"}
+O=target/results
+mkdir -p $O
+SST=assets/models/minilm-sst2
+BASE="attention,rollout,flow,saliency,grad_x_input,chefer,grad_sam"
+run() { local out=$1; shift; if [ ! -s "$out" ]; then "$@" > "$out.tmp"; mv "$out.tmp" "$out"; fi; }
+train() { local out=$1; shift; if [ ! -s "$out" ]; then $B train "$@" --out "$out" 2> "$out.log"; fi; }
+
+# ExpNets: the shipped one (SST-2) and one per variant / task.
+cp -n assets/expnet/minilm-sst2.safetensors $O/expnet-sst2.safetensors
+train $O/expnet-hx.safetensors --model $HX --data hatexplain:$D/hatexplain#dev
+for v in "z:--normalization z" "stats-z:--pooling stats --normalization z"; do
+  name=${v%%:*}; flags=${v#*:}
+  train $O/expnet-sst2-$name.safetensors --model $SST --data sst:$D/sst --val sst:$D/sst#dev $flags
+  train $O/expnet-hx-$name.safetensors --model $HX --data hatexplain:$D/hatexplain#dev $flags
+done
+
+# In-domain, whole test sets, plausibility (all methods that cost at most one backward pass).
+run $O/sst2-test.md $B eval --model $SST --expnet $O/expnet-sst2.safetensors --data sst:$D/sst --split test \
+  --no-faithfulness --format markdown --methods expnet,$BASE
+run $O/hx-test.md $B eval --model $HX --expnet $O/expnet-hx.safetensors --data hatexplain:$D/hatexplain --split test \
+  --no-faithfulness --format markdown --methods expnet,$BASE
+# Faithfulness and occlusion on the first 150 examples.
+run $O/sst2-150.md $B eval --model $SST --expnet $O/expnet-sst2.safetensors --data sst:$D/sst --split test --limit 150 \
+  --format markdown --methods expnet,$BASE,occlusion
+run $O/hx-150.md $B eval --model $HX --expnet $O/expnet-hx.safetensors --data hatexplain:$D/hatexplain --split test --limit 150 \
+  --format markdown --methods expnet,$BASE,occlusion
+# Slow methods on 20 examples.
+run $O/sst2-slow.md $B eval --model $SST --expnet $O/expnet-sst2.safetensors --data sst:$D/sst --split test --limit 20 \
+  --format markdown --methods expnet,integrated_gradients,lime,kernel_shap
+
+# Cross-task, as in the paper: an ExpNet trained on one task explains the other task's classifier.
+for v in "" "-z" "-stats-z"; do
+  run $O/cross-sst2$v-to-hx.md $B eval --model $HX --expnet $O/expnet-sst2$v.safetensors --data hatexplain:$D/hatexplain \
+    --split test --no-faithfulness --format markdown --methods expnet
+  run $O/cross-hx$v-to-sst2.md $B eval --model $SST --expnet $O/expnet-hx$v.safetensors --data sst:$D/sst \
+    --split test --no-faithfulness --format markdown --methods expnet
+done
+# Cross-domain, same model: SST-2 → ERASER Movies (first 40 windows).
+run $O/movies.md $B eval --model $SST --expnet $O/expnet-sst2.safetensors --data movies:$D/movies --split test --limit 40 \
+  --no-faithfulness --format markdown --methods expnet,attention,rollout,saliency,grad_x_input,chefer,grad_sam
+for f in $O/*.md; do echo "## $f"; cat "$f"; done

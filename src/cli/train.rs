@@ -128,11 +128,11 @@ fn raw_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (model.name.as_str(), &data_spec, split.to_string(), serde_json::to_string(spec)?).hash(&mut h);
     let file = cache.join(format!("features-{:016x}.safetensors", h.finish()));
-    if file.is_file() {
-        if let Ok(set) = TrainingSet::load(&file) {
-            eprintln!("features: {} examples from cache {}", set.examples.len(), file.display());
-            return Ok(set);
-        }
+    if file.is_file()
+        && let Ok(set) = TrainingSet::load(&file)
+    {
+        eprintln!("features: {} examples from cache {}", set.examples.len(), file.display());
+        return Ok(set);
     }
     let ds = data::load(&data_spec, split)?;
     let mut set = TrainingSet::new(spec.clone(), &model.name, spec_str);

@@ -140,6 +140,7 @@ fn weighted_r2(rows: &[Vec<f64>], y: &[f64], w: &[f64], beta: &[f64], b: f64) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // tests compare by token index
 mod tests {
     use super::*;
     use crate::explain::{CancelToken, is_cancelled};

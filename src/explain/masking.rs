@@ -169,6 +169,47 @@ pub fn weighted_ridge(
     Ok((sol[..p].to_vec(), b))
 }
 
+/// Runs `f` with a predictor over the model: masked tokens are replaced by the
+/// model's mask token ([MASK] / <mask>, else padding), special tokens are
+/// never masked, and the target-class probability is returned per mask.
+pub fn with_model_predictor<T>(
+    input: &super::ExplainInput,
+    f: impl FnOnce(&[bool], &mut Predict) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let maskable: Vec<bool> = input.encoding.tokens.iter().map(|t| !t.special).collect();
+    let mut predict = |masks: &[Vec<bool>]| input.model.target_probabilities(input.encoding, masks, input.target);
+    f(&maskable, &mut predict)
+}
+
+/// Declares the [`super::Attribution`] of a perturbation algorithm on a real
+/// model: a struct holding the algorithm's config, masking through
+/// [`with_model_predictor`]. One line per method instead of a copied impl.
+macro_rules! perturbation_method {
+    ($ty:ident, $cfg:ty, $name:literal, $algo:ident) => {
+        /// The method on a real model (masking: [`super::masking::with_model_predictor`]).
+        #[derive(Clone, Debug, Default)]
+        pub struct $ty {
+            pub config: $cfg,
+        }
+
+        impl super::Attribution for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn family(&self) -> super::Family {
+                super::Family::Perturbation
+            }
+            fn is_slow(&self) -> bool {
+                true
+            }
+            fn explain(&self, input: &super::ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
+                super::masking::with_model_predictor(input, |maskable, predict| $algo(maskable, predict, progress, &self.config))
+            }
+        }
+    };
+}
+pub(crate) use perturbation_method;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,44 +303,3 @@ mod tests {
         assert_eq!(sizes, vec![2, 2, 2, 1], "256-token budget at 100 tokens per mask");
     }
 }
-
-/// Runs `f` with a predictor over the model: masked tokens are replaced by the
-/// model's mask token ([MASK] / <mask>, else padding), special tokens are
-/// never masked, and the target-class probability is returned per mask.
-pub fn with_model_predictor<T>(
-    input: &super::ExplainInput,
-    f: impl FnOnce(&[bool], &mut Predict) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let maskable: Vec<bool> = input.encoding.tokens.iter().map(|t| !t.special).collect();
-    let mut predict = |masks: &[Vec<bool>]| input.model.target_probabilities(input.encoding, masks, input.target);
-    f(&maskable, &mut predict)
-}
-
-/// Declares the [`super::Attribution`] of a perturbation algorithm on a real
-/// model: a struct holding the algorithm's config, masking through
-/// [`with_model_predictor`]. One line per method instead of a copied impl.
-macro_rules! perturbation_method {
-    ($ty:ident, $cfg:ty, $name:literal, $algo:ident) => {
-        /// The method on a real model (masking: [`super::masking::with_model_predictor`]).
-        #[derive(Clone, Debug, Default)]
-        pub struct $ty {
-            pub config: $cfg,
-        }
-
-        impl super::Attribution for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-            fn family(&self) -> super::Family {
-                super::Family::Perturbation
-            }
-            fn is_slow(&self) -> bool {
-                true
-            }
-            fn explain(&self, input: &super::ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
-                super::masking::with_model_predictor(input, |maskable, predict| $algo(maskable, predict, progress, &self.config))
-            }
-        }
-    };
-}
-pub(crate) use perturbation_method;

@@ -54,6 +54,7 @@ pub fn occlusion(
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // tests compare by token index
 mod tests {
     use super::*;
     use crate::explain::{CancelToken, is_cancelled};
