@@ -1,24 +1,30 @@
 //! The real model behind the terminal explorer's [`ExplainBackend`] boundary.
 
 use crate::explain::{Attribution, ExplainInput, Progress};
-use crate::model::{Encoding, ForwardOutput, Model};
+use crate::model::{Encoding, ForwardOutput, Gradients, Model};
 use crate::tui::backend::{Analysis, BackendInfo, ExplainBackend, MethodInfo, MethodResult};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A loaded model plus the methods that apply to it.
 pub struct LibraryBackend {
     model: Model,
     methods: Vec<Arc<dyn Attribution>>,
     expnet_name: Option<String>,
+    /// Gradients of the last explained input, keyed by its token ids and
+    /// target: the four gradient methods of one keystroke share one backward pass.
+    last_gradients: Mutex<Option<KeptGradients>>,
 }
+
+/// Token ids and target the gradients belong to, the gradients, and their cost.
+type KeptGradients = (Vec<u32>, usize, Arc<Gradients>, Duration);
 
 impl LibraryBackend {
     /// `methods` in display order; those needing a head are dropped for a bare encoder.
     pub fn new(model: Model, methods: Vec<Arc<dyn Attribution>>, expnet_name: Option<String>) -> Self {
         let classifier = model.is_classifier();
         let methods = methods.into_iter().filter(|m| classifier || !m.needs_classifier()).collect();
-        Self { model, methods, expnet_name }
+        Self { model, methods, expnet_name, last_gradients: Mutex::new(None) }
     }
 
     /// Rebuilds the encoding and forward output an [`Analysis`] was made from.
@@ -75,8 +81,52 @@ impl ExplainBackend for LibraryBackend {
             .ok_or_else(|| anyhow::anyhow!("method {method} is not available for this model"))?;
         let (enc, fwd) = self.restore(analysis);
         let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
+        let input = ExplainInput::new(&self.model, &enc, &fwd, target);
+        let kept = self.last_gradients.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((ids, t, g, cost)) = kept
+            && ids == enc.ids
+            && t == target
+        {
+            input.seed_gradients(g, cost);
+        }
         let t0 = Instant::now();
-        let e = m.explain(&ExplainInput::new(&self.model, &enc, &fwd, target), progress)?;
-        Ok(MethodResult { method: method.to_owned(), scores: e.scores, ms: t0.elapsed().as_secs_f64() * 1e3 })
+        let e = m.explain(&input, progress)?;
+        // Shown times stay what the method costs alone (a reused backward pass counts).
+        let ms = (t0.elapsed() + input.take_reused_cost()).as_secs_f64() * 1e3;
+        if let Some((g, cost)) = input.computed_gradients() {
+            *self.last_gradients.lock().unwrap_or_else(|e| e.into_inner()) = Some((enc.ids.clone(), target, g, cost));
+        }
+        Ok(MethodResult { method: method.to_owned(), scores: e.scores, ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gradient_methods_of_one_input_share_the_backward_pass() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let model = Model::load_dir(&dir).unwrap();
+        let methods = crate::explain::parse_list("saliency,grad_x_input").unwrap();
+        let b = LibraryBackend::new(model, methods, None);
+        let a = b.analyze("an unbelievably dull film").unwrap();
+        let first = b.explain(&a, "saliency", &Progress::none()).unwrap();
+        let kept = b.last_gradients.lock().unwrap().clone().expect("gradients kept");
+        let second = b.explain(&a, "grad_x_input", &Progress::none()).unwrap();
+        let after = b.last_gradients.lock().unwrap().clone().unwrap();
+        assert!(Arc::ptr_eq(&kept.2, &after.2), "the second method reused the kept gradients");
+        // Same scores as computing alone, and the reused cost is still shown.
+        let (enc, fwd) = b.restore(&a);
+        let alone = crate::explain::create("grad_x_input").unwrap();
+        let target = fwd.prediction.as_ref().unwrap().index;
+        let e = alone.explain(&ExplainInput::new(&b.model, &enc, &fwd, target), &Progress::none()).unwrap();
+        assert_eq!(second.scores, e.scores);
+        assert!(second.ms >= kept.3.as_secs_f64() * 1e3 && first.ms > 0.0);
+        // Another input does not reuse them.
+        let other = b.analyze("a gorgeous film").unwrap();
+        b.explain(&other, "saliency", &Progress::none()).unwrap();
+        let replaced = b.last_gradients.lock().unwrap().clone().unwrap();
+        assert!(!Arc::ptr_eq(&kept.2, &replaced.2));
     }
 }

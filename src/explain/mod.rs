@@ -20,7 +20,7 @@ pub use progress::{CancelToken, Cancelled, Progress, is_cancelled};
 pub use registry::{METHOD_NAMES, create, parse_list};
 
 use crate::model::{Encoding, ForwardOutput, Gradients, Model};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The four families the paper compares against, plus the learned explainer.
@@ -43,7 +43,7 @@ pub struct ExplainInput<'a> {
     pub forward: &'a ForwardOutput,
     /// Class whose decision is explained (the predicted class unless asked).
     pub target: usize,
-    gradients: OnceLock<(Gradients, Duration)>,
+    gradients: OnceLock<(Arc<Gradients>, Duration)>,
     reused_cost: Mutex<Duration>,
 }
 
@@ -61,8 +61,20 @@ impl<'a> ExplainInput<'a> {
         }
         let t0 = Instant::now();
         let g = self.model.gradients(self.encoding, self.target)?;
-        let _ = self.gradients.set((g, t0.elapsed()));
+        let _ = self.gradients.set((Arc::new(g), t0.elapsed()));
         Ok(&self.gradients.get().expect("just set").0)
+    }
+
+    /// Seeds the shared gradients with ones computed earlier for this very
+    /// input and target (e.g. kept by the TUI between method calls), with the
+    /// time they took; ignored when gradients are already present.
+    pub fn seed_gradients(&self, gradients: Arc<Gradients>, cost: Duration) {
+        let _ = self.gradients.set((gradients, cost));
+    }
+
+    /// The shared gradients, if a method has computed (or been seeded with) them.
+    pub fn computed_gradients(&self) -> Option<(Arc<Gradients>, Duration)> {
+        self.gradients.get().cloned()
     }
 
     /// Time the shared backward pass took, summed over the reuses since the
