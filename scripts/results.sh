@@ -38,6 +38,8 @@ run $O/hx-150.md $B eval --model $HX --expnet $O/expnet-hx.safetensors --data ha
 # Slow methods on 20 examples.
 run $O/sst2-slow.md $B eval --model $SST --expnet $O/expnet-sst2.safetensors --data sst:$D/sst --split test --limit 20 \
   --format markdown --methods expnet,integrated_gradients,lime,kernel_shap
+run $O/hx-slow.md $B eval --model $HX --expnet $O/expnet-hx.safetensors --data hatexplain:$D/hatexplain --split test --limit 20 \
+  --format markdown --methods expnet,integrated_gradients,lime,kernel_shap
 
 # Cross-task, as in the paper: an ExpNet trained on one task explains the other task's classifier.
 for v in "" "-z" "-stats-z"; do
