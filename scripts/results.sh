@@ -48,6 +48,13 @@ for v in "" "-z" "-stats-z"; do
   run $O/cross-hx$v-to-sst2.md $B eval --model $SST --expnet $O/expnet-hx$v.safetensors --data sst:$D/sst \
     --split test --no-faithfulness --format markdown --methods expnet
 done
+# Variants in-domain (ExpNet only; the baselines are in the tables above).
+for v in -z -stats-z; do
+  run $O/sst2$v-test.md $B eval --model $SST --expnet $O/expnet-sst2$v.safetensors --data sst:$D/sst --split test \
+    --no-faithfulness --format markdown --methods expnet
+  run $O/hx$v-test.md $B eval --model $HX --expnet $O/expnet-hx$v.safetensors --data hatexplain:$D/hatexplain --split test \
+    --no-faithfulness --format markdown --methods expnet
+done
 # Cross-domain, same model: SST-2 → ERASER Movies (first 40 windows).
 run $O/movies.md $B eval --model $SST --expnet $O/expnet-sst2.safetensors --data movies:$D/movies --split test --limit 40 \
   --no-faithfulness --format markdown --methods expnet,attention,rollout,saliency,grad_x_input,chefer,grad_sam

@@ -9,6 +9,7 @@
 //! | `sst` | SST-2 sentences ([`sst`]) | negative / positive | words whose own label has the sentence's polarity |
 //! | `movies` | ERASER Movies, sentence windows ([`movies`]) | negative / positive | evidence spans |
 //! | `hatexplain` | HateXplain raw files ([`hatexplain`]) | hatespeech / normal / offensive | mean of annotators' masks |
+//! | `hatexplain-eraser` | HateXplain ERASER files (train/val/test all with rationales) | hatespeech / normal / offensive | union of annotators (0/1) |
 //! | `esnli` | e-SNLI pairs ([`esnli`]) | entailment / neutral / contradiction | annotator 1's highlights |
 //! | `cola` | CoLA ([`cola`]) | unacceptable / acceptable | none |
 //!
@@ -192,7 +193,11 @@ impl Default for LoadOptions {
 }
 
 /// Corpus names [`load`] accepts before the colon.
-pub const DATASETS: [&str; 5] = ["sst", "movies", "hatexplain", "esnli", "cola"];
+pub const DATASETS: [&str; 6] = ["sst", "movies", "hatexplain", "hatexplain-eraser", "esnli", "cola"];
+
+/// The uncased BERT WordPiece vocabulary (the embedded model's, identical to
+/// bert-base-uncased's), which HateXplain's ERASER documents are written in.
+const UNCASED_VOCAB: &str = include_str!("../../assets/models/minilm-sst2/vocab.txt");
 
 /// Load `split` of the corpus named by `spec` (`"sst:../shared/data/sst"`),
 /// with default options.
@@ -216,6 +221,13 @@ pub fn load_with(spec: &str, split: Split, options: &LoadOptions) -> Result<Data
         "sst" => sst::load_sst(path, split, options.sst_rationale),
         "movies" => movies::load_movies(path, split, options.movies_window),
         "hatexplain" => hatexplain::load_hatexplain(path, split),
+        "hatexplain-eraser" => {
+            let vocab: Vec<String> = UNCASED_VOCAB.lines().map(str::to_owned).collect();
+            let mut ds = hatexplain::load_hatexplain_eraser(path, split, &vocab)?;
+            // Word pieces back into words, so models see natural text.
+            ds.examples = ds.examples.iter().map(hatexplain::merge_word_pieces).collect();
+            Ok(ds)
+        }
         "esnli" => esnli::load_esnli(path, split),
         "cola" => cola::load_cola(path, split),
         other => bail!(

@@ -61,7 +61,7 @@ fn load_dispatches_on_the_spec_prefix() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("imdb") && err.contains("sst, movies, hatexplain, esnli, cola"),
+        err.contains("imdb") && err.contains("sst, movies, hatexplain, hatexplain-eraser, esnli, cola"),
         "{err}"
     );
     let err = load("sst", Split::Dev).unwrap_err().to_string();
@@ -258,4 +258,25 @@ fn real_data_alignment() {
             assert!(max_pieces <= 512, "a Movies window has {max_pieces} pieces");
         }
     }
+}
+
+#[test]
+fn hatexplain_eraser_spec_decodes_with_the_uncased_vocabulary_into_words() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("eraser")).unwrap();
+    let vocab: Vec<&str> = UNCASED_VOCAB.lines().collect();
+    let id = |p: &str| vocab.iter().position(|v| *v == p).unwrap();
+    let doc = format!("{} {} {} {} {}", id("[CLS]"), id("you"), id("dumb"), id("##ass"), id("[SEP]"));
+    fs::write(dir.path().join("eraser/docs.jsonl"), format!("{{\"docid\": \"d1\", \"text\": \"{doc}\"}}\n")).unwrap();
+    fs::write(
+        dir.path().join("eraser/train.jsonl"),
+        r#"{"annotation_id": "d1", "classification": "offensive", "evidences": [[{"docid": "d1", "start_token": 2, "end_token": 4, "text": ""}]]}
+"#,
+    )
+    .unwrap();
+    let ds = load(&format!("hatexplain-eraser:{}", dir.path().display()), Split::Train).unwrap();
+    let e = &ds.examples[0];
+    assert_eq!(e.words, vec!["you", "dumbass"]);
+    assert_eq!(e.rationale.as_deref(), Some(&[0.0, 1.0][..]));
+    assert_eq!(ds.labels[e.label], "offensive");
 }
