@@ -31,9 +31,14 @@ done
 train $O/expnet-hx-eraser.safetensors --model $HX --data hatexplain-eraser:$D/hatexplain#train --val hatexplain:$D/hatexplain#dev
 train $O/expnet-hx-eraser-stats-z.safetensors --model $HX --data hatexplain-eraser:$D/hatexplain#train \
   --val hatexplain:$D/hatexplain#dev --pooling stats --normalization z
+train $O/expnet-hx-eraser-cls-stats-z.safetensors --model $HX --data hatexplain-eraser:$D/hatexplain#train \
+  --val hatexplain:$D/hatexplain#dev --pooling stats --normalization z --drop token_to_cls,received,self_attn
 # More SST-2 variants for the cross-task direction SST-2 → HateXplain.
 for v in "low:--drop L4,L5" "stats-rank:--pooling stats --normalization rank" \
-  "cls-stats-z:--pooling stats --normalization z --drop token_to_cls,received,self_attn"; do
+  "cls-stats-z:--pooling stats --normalization z --drop token_to_cls,received,self_attn" \
+  "cls-stats-rank:--pooling stats --normalization rank --drop token_to_cls,received,self_attn" \
+  "cls-stats-z-top:--pooling stats --normalization z --drop token_to_cls,received,self_attn,L0,L1,L2" \
+  "nb2:--neighbours 2"; do
   name=${v%%:*}; flags=${v#*:}
   train $O/expnet-sst2-$name.safetensors --model $SST --data sst:$D/sst --val sst:$D/sst#dev $flags
 done
@@ -55,17 +60,21 @@ run $O/hx-slow.md $B eval --model $HX --expnet $O/expnet-hx.safetensors --data h
   --format markdown --methods expnet,integrated_gradients,lime,kernel_shap
 
 # Cross-task, as in the paper: an ExpNet trained on one task explains the other task's classifier.
-for v in "" "-z" "-stats-z" "-low" "-stats-rank" "-cls-stats-z"; do
+for v in "" "-z" "-stats-z" "-low" "-stats-rank" "-nb2" "-cls-stats-z" "-cls-stats-rank" "-cls-stats-z-top"; do
   run $O/cross-sst2$v-to-hx.md $B eval --model $HX --expnet $O/expnet-sst2$v.safetensors --data hatexplain:$D/hatexplain \
     --split test --no-faithfulness --format markdown --methods expnet
 done
-for v in "" "-z" "-stats-z" "-eraser" "-eraser-stats-z"; do
+for v in "" "-z" "-stats-z" "-eraser" "-eraser-stats-z" "-eraser-cls-stats-z"; do
   run $O/cross-hx$v-to-sst2.md $B eval --model $SST --expnet $O/expnet-hx$v.safetensors --data sst:$D/sst \
     --split test --no-faithfulness --format markdown --methods expnet
 done
 # Variants in-domain (ExpNet only; the baselines are in the tables above).
-for v in -eraser -eraser-stats-z; do
+for v in -eraser -eraser-stats-z -eraser-cls-stats-z; do
   run $O/hx$v-test.md $B eval --model $HX --expnet $O/expnet-hx$v.safetensors --data hatexplain:$D/hatexplain --split test \
+    --no-faithfulness --format markdown --methods expnet
+done
+for v in -nb2 -cls-stats-z; do
+  run $O/sst2$v-test.md $B eval --model $SST --expnet $O/expnet-sst2$v.safetensors --data sst:$D/sst --split test \
     --no-faithfulness --format markdown --methods expnet
 done
 for v in -z -stats-z; do
