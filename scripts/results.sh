@@ -33,11 +33,17 @@ train $O/expnet-hx-eraser-stats-z.safetensors --model $HX --data hatexplain-eras
   --val hatexplain:$D/hatexplain#dev --pooling stats --normalization z
 train $O/expnet-hx-eraser-cls-stats-z.safetensors --model $HX --data hatexplain-eraser:$D/hatexplain#train \
   --val hatexplain:$D/hatexplain#dev --pooling stats --normalization z --drop token_to_cls,received,self_attn
+train $O/expnet-hx-eraser-cls-stats-z-top.safetensors --model $HX --data hatexplain-eraser:$D/hatexplain#train \
+  --val hatexplain:$D/hatexplain#dev --pooling stats --normalization z --drop token_to_cls,received,self_attn,L0,L1,L2
+train $O/expnet-hx-eraser-cls-stats-rank-top.safetensors --model $HX --data hatexplain-eraser:$D/hatexplain#train \
+  --val hatexplain:$D/hatexplain#dev --pooling stats --normalization rank --drop token_to_cls,received,self_attn,L0,L1,L2
 # More SST-2 variants for the cross-task direction SST-2 → HateXplain.
 for v in "low:--drop L4,L5" "stats-rank:--pooling stats --normalization rank" \
   "cls-stats-z:--pooling stats --normalization z --drop token_to_cls,received,self_attn" \
   "cls-stats-rank:--pooling stats --normalization rank --drop token_to_cls,received,self_attn" \
   "cls-stats-z-top:--pooling stats --normalization z --drop token_to_cls,received,self_attn,L0,L1,L2" \
+  "cls-stats-rank-top:--pooling stats --normalization rank --drop token_to_cls,received,self_attn,L0,L1,L2" \
+  "cls-stats-rank-top2:--pooling stats --normalization rank --drop token_to_cls,received,self_attn,L0,L1,L2,L3" \
   "nb2:--neighbours 2"; do
   name=${v%%:*}; flags=${v#*:}
   train $O/expnet-sst2-$name.safetensors --model $SST --data sst:$D/sst --val sst:$D/sst#dev $flags
@@ -60,11 +66,11 @@ run $O/hx-slow.md $B eval --model $HX --expnet $O/expnet-hx.safetensors --data h
   --format markdown --methods expnet,integrated_gradients,lime,kernel_shap
 
 # Cross-task, as in the paper: an ExpNet trained on one task explains the other task's classifier.
-for v in "" "-z" "-stats-z" "-low" "-stats-rank" "-nb2" "-cls-stats-z" "-cls-stats-rank" "-cls-stats-z-top"; do
+for v in "" "-z" "-stats-z" "-low" "-stats-rank" "-nb2" "-cls-stats-z" "-cls-stats-rank" "-cls-stats-z-top" "-cls-stats-rank-top" "-cls-stats-rank-top2"; do
   run $O/cross-sst2$v-to-hx.md $B eval --model $HX --expnet $O/expnet-sst2$v.safetensors --data hatexplain:$D/hatexplain \
     --split test --no-faithfulness --format markdown --methods expnet
 done
-for v in "" "-z" "-stats-z" "-eraser" "-eraser-stats-z" "-eraser-cls-stats-z"; do
+for v in "" "-z" "-stats-z" "-eraser" "-eraser-stats-z" "-eraser-cls-stats-z" "-eraser-cls-stats-z-top" "-eraser-cls-stats-rank-top"; do
   run $O/cross-hx$v-to-sst2.md $B eval --model $SST --expnet $O/expnet-hx$v.safetensors --data sst:$D/sst \
     --split test --no-faithfulness --format markdown --methods expnet
 done
