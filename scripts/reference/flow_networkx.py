@@ -1,3 +1,15 @@
+#!/usr/bin/env python3
+"""Attention flow (Abnar & Zuidema 2020) with networkx, as an independent check of
+expnet's Dinic implementation (src/explain/flow.rs).
+
+    ~/.cache/pyref/bin/python scripts/reference/flow_networkx.py MODEL_DIR "TEXT" > ref.json
+    expnet explain --model MODEL_DIR "TEXT" --methods flow   # compare explanations.flow.scores with ref "norm"
+
+Graph as in the authors' attention_graph_util.py: per layer the head-mean attention
+averaged with the identity (0.5 A + 0.5 I), rows renormalised; edges from (l+1, i) down
+to (l, j) with that capacity; score of token j = max-flow from the top [CLS] node to
+(0, j), normalised to sum 1 ("norm"; "raw" keeps the flows).
+"""
 import sys, json, numpy as np, torch, networkx as nx
 from transformers import AutoTokenizer, AutoModelForSequenceClassification
 d = sys.argv[1]; text = sys.argv[2]
