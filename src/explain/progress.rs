@@ -37,15 +37,22 @@ pub fn is_cancelled(err: &anyhow::Error) -> bool {
 pub struct Progress<'a> {
     cancel: CancelToken,
     report: Option<&'a (dyn Fn(f32) + Send + Sync)>,
+    cancellable: bool,
 }
 
 impl<'a> Progress<'a> {
     /// No reporting, never cancelled: for the CLI and tests.
     pub fn none() -> Progress<'static> {
-        Progress { cancel: CancelToken::new(), report: None }
+        Progress { cancel: CancelToken::new(), report: None, cancellable: false }
     }
     pub fn new(cancel: CancelToken, report: Option<&'a (dyn Fn(f32) + Send + Sync)>) -> Self {
-        Self { cancel, report }
+        Self { cancel, report, cancellable: true }
+    }
+    /// False for [`Progress::none`], whose token nobody else holds: such runs
+    /// (CLI, evaluation, benchmarks) may use larger, faster batches, since no
+    /// one waits on a cancel.
+    pub fn is_cancellable(&self) -> bool {
+        self.cancellable
     }
     pub fn token(&self) -> &CancelToken {
         &self.cancel
