@@ -21,17 +21,8 @@ pub fn piece_to_word(
     special: &[bool],
     word_spans: &[(usize, usize)],
 ) -> Vec<Option<usize>> {
-    piece_spans
-        .iter()
-        .enumerate()
-        .map(|(i, &span)| {
-            if special.get(i) == Some(&true) {
-                None
-            } else {
-                word_of(span, word_spans)
-            }
-        })
-        .collect()
+    // A single text is a pair without a second sequence.
+    piece_to_word_pair(piece_spans, &[], special, word_spans, &[])
 }
 
 fn word_of((ps, pe): (usize, usize), word_spans: &[(usize, usize)]) -> Option<usize> {

@@ -28,7 +28,8 @@ use anyhow::{Result, bail};
 use serde::Deserialize;
 
 use super::{
-    Dataset, Example, Split, csv, in_folder, line_error, numbered_lines, parse_json_line, read_file,
+    Dataset, Example, Split, csv, in_folder, line_error, mark_evidence, numbered_lines, parse_json_line,
+    read_file,
 };
 
 pub const LABELS: [&str; 3] = ["hatespeech", "normal", "offensive"];
@@ -322,7 +323,7 @@ pub fn load_hatexplain_eraser(path: &Path, split: Split, vocab: &[String]) -> Re
         let n = pieces.len();
         let mut mask = vec![0.0f32; n];
         for ev in ann.evidences.iter().flatten() {
-            if ev.start_token < 0 || ev.end_token < ev.start_token || ev.end_token as usize > n {
+            if !mark_evidence(&mut mask, ev.start_token, ev.end_token) {
                 return Err(line_error(
                     &file,
                     line_no,
@@ -332,9 +333,6 @@ pub fn load_hatexplain_eraser(path: &Path, split: Split, vocab: &[String]) -> Re
                     ),
                 ));
             }
-            mask[ev.start_token as usize..ev.end_token as usize]
-                .iter_mut()
-                .for_each(|v| *v = 1.0);
         }
         // Drop the leading [CLS] and trailing [SEP] the ids carry.
         let lo = usize::from(pieces.first().is_some_and(|p| p == "[CLS]"));

@@ -243,6 +243,16 @@ pub(crate) fn read_file(path: &Path, what: &str) -> Result<String> {
         .with_context(|| format!("cannot read {} ({what})", path.display()))
 }
 
+/// Sets `mask[start..end]` to 1 for an ERASER evidence span (token offsets,
+/// end exclusive); false, touching nothing, when the span does not fit.
+pub(crate) fn mark_evidence(mask: &mut [f32], start: i64, end: i64) -> bool {
+    if start < 0 || end < start || end as usize > mask.len() {
+        return false;
+    }
+    mask[start as usize..end as usize].iter_mut().for_each(|v| *v = 1.0);
+    true
+}
+
 /// `folder/name`, failing early with a hint when the folder is not there.
 pub(crate) fn in_folder(folder: &Path, name: &str) -> Result<PathBuf> {
     if !folder.is_dir() {

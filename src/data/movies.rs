@@ -22,7 +22,8 @@ use anyhow::{Result, bail};
 use serde::Deserialize;
 
 use super::{
-    Dataset, Example, Split, in_folder, line_error, numbered_lines, parse_json_line, read_file,
+    Dataset, Example, Split, in_folder, line_error, mark_evidence, numbered_lines, parse_json_line,
+    read_file,
 };
 
 pub const DEFAULT_WINDOW_WORDS: usize = 200;
@@ -113,7 +114,7 @@ fn read_documents(path: &Path, split: Split) -> Result<Vec<Document>> {
                     format!("evidence for another document {d:?}"),
                 ));
             }
-            if ev.start_token < 0 || ev.end_token < ev.start_token || ev.end_token as usize > n {
+            if !mark_evidence(&mut evidence, ev.start_token, ev.end_token) {
                 return Err(line_error(
                     &file,
                     line_no,
@@ -123,9 +124,6 @@ fn read_documents(path: &Path, split: Split) -> Result<Vec<Document>> {
                     ),
                 ));
             }
-            evidence[ev.start_token as usize..ev.end_token as usize]
-                .iter_mut()
-                .for_each(|v| *v = 1.0);
         }
         docs.push(Document {
             id: ann.annotation_id,

@@ -280,3 +280,15 @@ fn hatexplain_eraser_spec_decodes_with_the_uncased_vocabulary_into_words() {
     assert_eq!(e.rationale.as_deref(), Some(&[0.0, 1.0][..]));
     assert_eq!(ds.labels[e.label], "offensive");
 }
+
+#[test]
+fn evidence_spans_mark_tokens_or_are_rejected_whole() {
+    let mut mask = vec![0.0f32; 5];
+    assert!(mark_evidence(&mut mask, 1, 3));
+    assert!(mark_evidence(&mut mask, 4, 5));
+    assert_eq!(mask, vec![0.0, 1.0, 1.0, 0.0, 1.0]);
+    for (s, e) in [(-1, 2), (3, 2), (4, 6)] {
+        assert!(!mark_evidence(&mut mask, s, e), "{s}..{e}");
+    }
+    assert_eq!(mask, vec![0.0, 1.0, 1.0, 0.0, 1.0], "a rejected span touches nothing");
+}
