@@ -50,3 +50,31 @@ fn explorer_in_tmux_with_real_model() {
     assert!(out.status.success(), "e2e_tui.sh failed:\n{log}");
     assert!(log.contains("4 passed, 0 failed"), "{log}");
 }
+
+/// `tests/soak_tui.sh` on the real binary and the tiny fixture model: a few
+/// thousand random keys, CR-separated pastes and resizes, then SIGTSTP /
+/// SIGCONT and SIGTERM; checks no panic, exit 143, and a restored terminal
+/// (alternate screen left, cursor shown, mouse off, cooked mode).
+#[test]
+fn explorer_survives_a_key_storm_and_signals() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipping the tmux soak test: tmux is not installed");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let t0 = std::time::Instant::now();
+    let out = Command::new("bash")
+        .arg(root.join("tests/soak_tui.sh"))
+        .arg(env!("CARGO_BIN_EXE_expnet"))
+        .arg("tui")
+        .arg("--model")
+        .arg(root.join("tests/fixtures/tiny-bert"))
+        .arg("--expnet")
+        .arg(root.join("tests/fixtures/tiny-bert-expnet.safetensors"))
+        .output()
+        .expect("run bash");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "soak_tui.sh failed:\n{log}");
+    assert!(log.contains("4 passed, 0 failed"), "{log}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(60), "soak took {:?}", t0.elapsed());
+}

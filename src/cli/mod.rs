@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod eval;
 pub mod explain;
+pub mod explain_io;
 pub mod finetune;
 pub mod methods;
 pub mod train;
