@@ -40,7 +40,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("↑ ↓", "method (Tokens, Compare), layer (Heads), example (Examples)"),
     ("PgUp PgDn", "previous / next layer (Heads)"),
     ("Enter", "zoom (Heads), load example (Examples), token details"),
-    ("Esc", "close zoom, popup or help"),
+    ("Esc", "close zoom, popup, help, or an error / warning message"),
     ("r", "toggle ExpNet ↔ attention rollout"),
     ("m / M", "next / previous method"),
     ("w", "word pieces ↔ whole words"),
