@@ -25,6 +25,10 @@ pub fn prediction_json(p: &Prediction) -> Value {
 /// A method's result with its wall-clock time.
 pub struct TimedExplanation {
     pub method: String,
+    /// Display name with provenance (`expnet≈occlusion`); equals `method` for most.
+    pub label: String,
+    /// The method's provenance object (ExpNet's `explainer`), if it has one.
+    pub explainer: Option<Value>,
     pub explanation: Explanation,
     pub ms: f64,
 }
@@ -92,7 +96,13 @@ fn run_one(model: &Model, enc: &Encoding, input: &ExplainInput, m: &std::sync::A
         explanation.scores.len(),
         enc.len()
     );
-    Ok(TimedExplanation { method: m.name().to_owned(), explanation, ms: (t0.elapsed() + input.take_reused_cost()).as_secs_f64() * 1e3 })
+    Ok(TimedExplanation {
+        method: m.name().to_owned(),
+        label: m.label(),
+        explainer: m.provenance(),
+        explanation,
+        ms: (t0.elapsed() + input.take_reused_cost()).as_secs_f64() * 1e3,
+    })
 }
 
 /// Builds the report object.
@@ -106,7 +116,8 @@ pub fn report_json(
     let tokens: Vec<TokenJson> = enc.tokens.iter().map(token_json).collect();
     let mut ex = Map::new();
     for e in explanations {
-        ex.insert(e.method.clone(), method_json(&e.explanation.scores, e.ms, e.explanation.forward_passes, &e.explanation.notes));
+        let label = (e.label != e.method).then_some(e.label.as_str());
+        ex.insert(e.method.clone(), method_json(&e.explanation.scores, e.ms, e.explanation.forward_passes, &e.explanation.notes, label, e.explainer.as_ref()));
     }
     let mut obj = Map::new();
     obj.insert("text".into(), json!(enc.text));
@@ -126,13 +137,21 @@ pub fn report_json(
 
 /// One method's entry under `explanations`: scores, time, cost and notes
 /// (shared with the TUI's export so both write the same schema).
-pub fn method_json(scores: &[f32], ms: f64, forward_passes: usize, notes: &[(String, f64)]) -> Value {
+/// `label` only when it differs from the method name; `explainer` is the
+/// method's provenance object (ExpNet), if any.
+pub fn method_json(scores: &[f32], ms: f64, forward_passes: usize, notes: &[(String, f64)], label: Option<&str>, explainer: Option<&Value>) -> Value {
     let mut m = Map::new();
     m.insert("scores".into(), json!(scores));
     m.insert("ms".into(), json!(ms));
     m.insert("forward_passes".into(), json!(forward_passes));
     for (k, v) in notes {
         m.insert(k.clone(), json!(v));
+    }
+    if let Some(l) = label {
+        m.insert("label".into(), json!(l));
+    }
+    if let Some(x) = explainer {
+        m.insert("explainer".into(), x.clone());
     }
     Value::Object(m)
 }

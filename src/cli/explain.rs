@@ -1,7 +1,6 @@
 //! `expnet explain`: headless explanations as JSON Lines or a table.
 
-use super::explain_io::{CliProgress, is_broken_pipe, read_lines, surface_texts, analysed_text};
-use crate::explain::parse_list;
+use super::explain_io::{CliProgress, analysed_text, is_broken_pipe, read_lines, surface_texts};
 use crate::model::Model;
 use crate::report::{TimedExplanation, report_json, run_methods_reporting};
 use clap::{Args, ValueEnum};
@@ -24,11 +23,15 @@ pub struct ExplainArgs {
     /// Include every attention matrix `[layer][head][query][key]` in the JSON.
     #[arg(long)]
     pub attentions: bool,
-    /// Comma-separated methods, or `all`. Slow ones (seconds to many minutes
-    /// on long inputs; progress is shown on stderr): integrated_gradients,
-    /// flow, occlusion, lime, kernel_shap.
+    /// Comma-separated methods, or `all` (ExpNet included when one applies to
+    /// the model). Slow ones (seconds to many minutes on long inputs;
+    /// progress is shown on stderr): integrated_gradients, flow, occlusion,
+    /// lime, kernel_shap.
     #[arg(long, default_value = "attention,rollout")]
     pub methods: String,
+    /// ExpNet file (default: one trained for this very model, if any; see README "Which ExpNet").
+    #[arg(long)]
+    pub expnet: Option<String>,
     /// Class index to explain (default: the predicted class).
     #[arg(long)]
     pub target: Option<usize>,
@@ -49,10 +52,18 @@ pub fn run(args: &ExplainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
 }
 
 fn run_inner(args: &ExplainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
+    let selection = super::methods::parse(&args.methods)?;
     let texts = collect_inputs(args)?;
-    let methods = parse_list(&args.methods)?;
     let model = load_model(args.model.as_deref())?;
-    let methods = skip_inapplicable(methods, &model, args.methods.trim() == "all");
+    let expnet = super::methods::choose_expnet(args.expnet.as_deref(), &model)?;
+    let list = super::methods::build(&selection, &model, &expnet)?;
+    if let Some(note) = expnet.net.as_ref().and_then(|(_, e)| e.notice()) {
+        eprintln!("{note}");
+    }
+    for line in &list.skipped {
+        eprintln!("note: {line}");
+    }
+    let methods = list.methods;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
@@ -82,21 +93,6 @@ fn run_inner(args: &ExplainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow
         }
     }
     Ok(())
-}
-
-/// With `--methods all`, a bare encoder runs the methods that apply and the
-/// ones needing a classification head are named on stderr; an explicit list
-/// keeps failing on them with a hint.
-fn skip_inapplicable(methods: Vec<std::sync::Arc<dyn crate::explain::Attribution>>, model: &Model, all: bool) -> Vec<std::sync::Arc<dyn crate::explain::Attribution>> {
-    if !all || model.is_classifier() {
-        return methods;
-    }
-    let (keep, skip): (Vec<_>, Vec<_>) = methods.into_iter().partition(|m| !m.needs_classifier());
-    if !skip.is_empty() {
-        let names: Vec<&str> = skip.iter().map(|m| m.name()).collect();
-        eprintln!("note: skipped {} (they need a classification head; {} is a bare encoder)", names.join(", "), model.name);
-    }
-    keep
 }
 
 pub(crate) fn collect_inputs(args: &ExplainArgs) -> anyhow::Result<Vec<String>> {
@@ -146,7 +142,7 @@ fn write_table(
     let width = pieces.iter().map(|t| t.chars().count()).max().unwrap_or(5).clamp(5, 40);
     write!(out, "{:<width$}", "token")?;
     for r in results {
-        write!(out, " {:>12}", truncate(&r.method, 12))?;
+        write!(out, " {:>12}", truncate(&r.label, 12))?;
     }
     writeln!(out)?;
     for (i, t) in pieces.iter().enumerate() {

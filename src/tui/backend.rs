@@ -55,6 +55,10 @@ pub struct MethodResult {
     /// gap): exported exactly as `expnet explain` writes them.
     pub forward_passes: usize,
     pub notes: Vec<(String, f64)>,
+    /// Display name with provenance (`expnet≈occlusion`) when it differs
+    /// from `method`, and the provenance object (ExpNet's `explainer`).
+    pub label: Option<String>,
+    pub explainer: Option<serde_json::Value>,
 }
 
 /// What the explorer needs from the model side. Implementations must be

@@ -35,7 +35,7 @@ pub fn to_json(app: &App, a: &Analysis) -> Value {
     let mut expl = Map::new();
     for m in &app.methods {
         if let Some(r) = app.result(&m.name) {
-            expl.insert(m.name.clone(), crate::report::method_json(&r.scores, r.ms, r.forward_passes, &r.notes));
+            expl.insert(m.name.clone(), crate::report::method_json(&r.scores, r.ms, r.forward_passes, &r.notes, r.label.as_deref(), r.explainer.as_ref()));
         }
     }
     json!({
@@ -147,6 +147,8 @@ mod tests {
         if let Some(crate::tui::app::Slot::Done(r)) = h.app.results.get_mut("expnet") {
             r.forward_passes = 3;
             r.notes = notes.clone();
+            r.label = Some("expnet≈occlusion".into());
+            r.explainer = Some(json!({"teacher": "occlusion"}));
         }
         let a = h.app.analysis.clone().unwrap();
         let got = to_json(&h.app, &a);
@@ -165,6 +167,8 @@ mod tests {
             .filter_map(|m| h.app.result(&m.name))
             .map(|r| TimedExplanation {
                 method: r.method.clone(),
+                label: r.label.clone().unwrap_or_else(|| r.method.clone()),
+                explainer: r.explainer.clone(),
                 explanation: Explanation { scores: r.scores.clone(), forward_passes: r.forward_passes, notes: r.notes.clone() },
                 ms: r.ms,
             })
@@ -174,6 +178,8 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(got["explanations"]["expnet"]["forward_passes"], 3);
         assert_eq!(got["explanations"]["expnet"]["completeness_gap"], 0.25);
+        assert_eq!(got["explanations"]["expnet"]["explainer"]["teacher"], "occlusion");
+        assert_eq!(got["explanations"]["expnet"]["label"], "expnet≈occlusion");
     }
 
     #[test]

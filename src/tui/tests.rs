@@ -212,7 +212,7 @@ fn stale_results_are_dropped() {
     assert_eq!(h.app.result("expnet").unwrap().scores, expnet_new);
     // A stray result with an old id does not land either.
     let (_, since) = h.app.request_state();
-    h.app.on_worker(WorkerEvent::Method { id: since - 1, result: MethodResult { method: "rollout".into(), scores: vec![7.0; 4], ms: 1.0, forward_passes: 1, notes: vec![] } });
+    h.app.on_worker(WorkerEvent::Method { id: since - 1, result: MethodResult { method: "rollout".into(), scores: vec![7.0; 4], ms: 1.0, forward_passes: 1, notes: vec![], label: None, explainer: None } });
     assert_ne!(h.app.result("rollout").unwrap().scores, vec![7.0; 4]);
 }
 
