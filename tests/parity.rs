@@ -36,12 +36,14 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     let d = max_abs_diff(got, want);
+    eprintln!("{what}: max abs diff {d:e}");
     assert!(d <= tol, "{what}: max abs diff {d:e} > {tol:e}");
 }
 
 fn assert_close_rel(what: &str, got: &[f32], want: &[f32], rel: f32) {
     let scale = want.iter().map(|v| v.abs()).fold(0.0, f32::max).max(1e-6);
     let d = max_abs_diff(got, want);
+    eprintln!("{what}: max abs diff {d:e} (relative {:e})", d / scale);
     assert!(d <= rel * scale, "{what}: max abs diff {d:e} > {rel:e} x {scale:e}");
 }
 
@@ -156,6 +158,37 @@ fn distilbert_gradients_match_captum() {
 #[test]
 fn roberta_gradients_match_captum() {
     check_gradients("tiny-roberta");
+}
+
+#[test]
+fn electra_matches_transformers() {
+    check_forward("tiny-electra", "tiny-electra");
+}
+
+#[test]
+fn electra_gradients_match_captum() {
+    check_gradients("tiny-electra");
+}
+
+#[test]
+fn albert_matches_transformers() {
+    check_forward("tiny-albert", "tiny-albert");
+}
+
+#[test]
+fn albert_gradients_match_captum() {
+    check_gradients("tiny-albert");
+}
+
+/// XLM-RoBERTa is RoBERTa with a SentencePiece (Unigram) tokenizer.json.
+#[test]
+fn xlm_roberta_with_unigram_tokenizer_matches_transformers() {
+    check_forward("tiny-xlm-roberta", "tiny-xlm-roberta");
+}
+
+#[test]
+fn xlm_roberta_gradients_match_captum() {
+    check_gradients("tiny-xlm-roberta");
 }
 
 /// IG completeness gap shrinks as the number of steps grows.
