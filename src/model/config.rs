@@ -287,6 +287,35 @@ mod tests {
     }
 
     #[test]
+    fn new_families_parse_their_own_keys() {
+        let albert = ModelConfig::from_json(json!({
+            "model_type": "albert", "architectures": ["AlbertForSequenceClassification"],
+            "hidden_size": 8, "embedding_size": 4, "num_hidden_layers": 4, "num_hidden_groups": 2,
+            "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10
+        }))
+        .unwrap();
+        assert_eq!((albert.embedding_size, albert.num_hidden_groups), (4, 2));
+        assert_eq!(albert.activation, Activation::GeluTanh, "ALBERT defaults to gelu_new");
+        let bad = json!({"model_type": "albert", "hidden_size": 8, "num_hidden_layers": 2, "inner_group_num": 2,
+            "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10});
+        assert!(format!("{:#}", ModelConfig::from_json(bad).unwrap_err()).contains("inner_group_num 2"));
+        let deberta = ModelConfig::from_json(json!({
+            "model_type": "deberta-v2", "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10
+        }))
+        .unwrap();
+        assert_eq!((deberta.type_vocab_size, deberta.layer_norm_eps), (0, 1e-7));
+        assert_eq!(deberta.family.weight_prefix(), "deberta.");
+        let modern = ModelConfig::from_json(json!({
+            "model_type": "modernbert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 16, "vocab_size": 10, "hidden_activation": "relu", "norm_eps": 1e-6
+        }))
+        .unwrap();
+        assert_eq!((modern.activation, modern.layer_norm_eps, modern.max_tokens()), (Activation::Relu, 1e-6, 8192));
+        assert_eq!(modern.family.weight_prefix(), "model.");
+    }
+
+    #[test]
     fn roberta_positions_are_offset() {
         let c = ModelConfig::from_json(json!({
             "model_type": "roberta", "architectures": ["RobertaModel"], "hidden_size": 8,

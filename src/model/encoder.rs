@@ -54,6 +54,7 @@ pub struct EncoderOutput {
     pub logits: Option<Tensor>,
 }
 
+#[derive(Clone)]
 pub(super) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
@@ -197,6 +198,7 @@ impl Head {
             Family::Electra => super::electra::head(w)?,
             Family::Albert => super::albert::head(w)?,
             Family::DebertaV2 => super::deberta_v2::head(w, cfg)?,
+            Family::ModernBert => anyhow::bail!("ModernBERT's head is built by modernbert.rs"),
         })
     }
 

@@ -6,7 +6,8 @@
 //! In a local layer a token's attention row is zero outside its window, so
 //! rows still sum to 1 but cover only nearby keys. Layer 0 has no attention
 //! norm (the embedding norm precedes it). Hidden states follow transformers:
-//! the embedding output, then each layer's output before `final_norm`. Head:
+//! the embedding output, then each layer's output, the last one after
+//! `final_norm`. Head:
 //! CLS or mean pooling of the final-normed states → dense → activation →
 //! LayerNorm → classifier.
 
@@ -218,9 +219,13 @@ impl ModernBert {
             x = (x + layer.mlp_out.forward(&dropout(gated, mode)?)?)?;
             hidden_states.push(x.clone());
         }
+        // transformers reports the final-normed state as the last hidden state.
+        let last = self.final_norm.forward(&x, mode)?;
+        if let Some(h) = hidden_states.last_mut() {
+            *h = last.clone();
+        }
         let logits = match &self.head {
             Some(head) => {
-                let last = self.final_norm.forward(&x, mode)?;
                 let pooled = match (head.pooling, input.attention_mask) {
                     (Pooling::Cls, _) => last.narrow(1, 0, 1)?.squeeze(1)?,
                     (Pooling::Mean, None) => last.mean(1)?,
