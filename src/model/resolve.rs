@@ -117,9 +117,8 @@ pub fn resolve_hub_id_with(spec: &str, cache_dir: &Path, opts: &HubOptions) -> a
     }
     download(&repo, cache_dir, &opts.endpoint).map_err(|e| {
         anyhow::anyhow!(
-            "model {spec} is not in the hub cache {} (missing: {}) and downloading it from {} failed: {e:#} (hint: check the id, revision and network; an interrupted download resumes when run again; set HF_HUB_CACHE/HF_HOME to the cache you use, or pass a local folder)",
+            "model {spec} is not complete in the hub cache {} and downloading it from {} failed: {e:#} (hint: check the id, revision and network; an interrupted download resumes when run again; set HF_HUB_CACHE/HF_HOME to the cache you use, or pass a local folder)",
             cache_dir.display(),
-            missing.join(", "),
             opts.endpoint
         )
     })
