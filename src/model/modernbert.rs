@@ -31,6 +31,14 @@ struct Layer {
     local: bool,
 }
 
+impl Head {
+    /// dense → activation → LayerNorm → classifier on pooled vectors.
+    fn apply(&self, pooled: &Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
+        let z = self.norm.forward(&self.activation.apply(&self.dense.forward(pooled)?)?, mode)?;
+        self.classifier.forward(&dropout(z, mode)?)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Pooling {
     Cls,
@@ -168,6 +176,14 @@ impl ModernBert {
         self.head.is_some()
     }
 
+    /// The head (without pooling) on hidden vectors `[n, hidden]`: the encoder's logit lens.
+    pub(super) fn head_logits(&self, rows: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match &self.head {
+            Some(h) => Ok(Some(h.apply(rows, RunMode::INFERENCE)?)),
+            None => Ok(None),
+        }
+    }
+
     pub(super) fn forward(&self, embed_norm: &LayerNorm, input: &EncoderInput, mode: RunMode) -> candle_core::Result<EncoderOutput> {
         let (batch, len, hidden) = input.word_embeds.dims3()?;
         let heads = self.heads;
@@ -234,8 +250,7 @@ impl ModernBert {
                         last.broadcast_mul(&m3)?.sum(1)?.broadcast_div(&m.sum_keepdim(1)?)?
                     }
                 };
-                let z = head.norm.forward(&head.activation.apply(&head.dense.forward(&pooled)?)?, mode)?;
-                Some(head.classifier.forward(&dropout(z, mode)?)?)
+                Some(head.apply(&pooled, mode)?)
             }
             None => None,
         };
