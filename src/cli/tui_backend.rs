@@ -149,7 +149,7 @@ mod tests {
         for name in ["tiny-electra", "tiny-albert", "tiny-xlm-roberta", "tiny-deberta-v3", "tiny-deberta-v2", "tiny-modernbert"] {
             let model = Model::load_dir(&fixtures.join(name)).unwrap();
             let (layers, heads) = (model.num_layers(), model.num_heads());
-            let methods = crate::explain::parse_list("all").unwrap();
+            let methods = crate::cli::methods::build_simple("all", &model, None).unwrap();
             let b = LibraryBackend::new(model, methods, None);
             assert_eq!((b.info().layers, b.info().heads), (layers, heads), "{name}");
             let a = b.analyze("an unbelievably dull film").unwrap();
