@@ -24,11 +24,21 @@ Transformer"):
     c_ij    = max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1) / sum_k (same)
     alti    = row 0 of C^L ... C^1
 
+GlobEnc (Modarressi et al. 2022, "GlobEnc: Quantifying Global Token Attribution by
+Incorporating the Whole Encoder Layer in Transformers"): the ALTI vectors T_i(x_j) are carried
+through the second residual and layer norm, the feed-forward network being left out of the
+decomposition (its output only enters sigma2):
+    pre2_i  = FFN(y_i) + y_i                                       (checked against the hook)
+    sigma2_i= sqrt(Var(pre2_i) + eps2)
+    N_ij    = || (T_i(x_j) - mean(T_i(x_j))) * gamma2 / sigma2_i ||_2
+    G_ij    = N_ij / sum_k N_ik,    globenc = row 0 of G^L ... G^1
+
 (The authors' code divides by torch.std(pre + eps), an unbiased std with eps added to the
 states; the paper's formula and this reference use the layer norm's own sigma.)
 
 Output: tests/fixtures/<model>/decomposition.json with, per case, input_ids, token_type_ids,
-value_norm_matrices [L][n][n], value_norm [n], alti_layers [L][n][n], alti [n].
+value_norm_matrices [L][n][n], value_norm [n], alti_layers [L][n][n], alti [n],
+globenc_layers [L][n][n], globenc [n].
 """
 
 import argparse
@@ -43,18 +53,21 @@ SIG_DIGITS = 8
 
 
 def blocks(model):
-    """(value linear, output linear, post-attention layer norm) per layer."""
+    """(value linear, output linear, post-attention layer norm, output layer norm) per layer."""
     base = model.base_model
     if model.config.model_type == "distilbert":
-        return [(l.attention.v_lin, l.attention.out_lin, l.sa_layer_norm) for l in base.transformer.layer]
+        return [
+            (l.attention.v_lin, l.attention.out_lin, l.sa_layer_norm, l.output_layer_norm)
+            for l in base.transformer.layer
+        ]
     return [
-        (l.attention.self.value, l.attention.output.dense, l.attention.output.LayerNorm)
+        (l.attention.self.value, l.attention.output.dense, l.attention.output.LayerNorm, l.output.LayerNorm)
         for l in base.encoder.layer
     ]
 
 
-def decompose_layer(x, alpha, value, out, ln, pre_hooked):
-    """x [n, D], alpha [H, n, n] (float64). Returns (value-norm matrix, ALTI matrix)."""
+def decompose_layer(x, alpha, value, out, ln, ln2, pre_hooked, pre2_hooked):
+    """x [n, D], alpha [H, n, n] (float64). Returns (value-norm, ALTI, GlobEnc matrices)."""
     heads, n, _ = alpha.shape
     d = x.shape[1]
     dh = d // heads
@@ -78,7 +91,13 @@ def decompose_layer(x, alpha, value, out, ln, pre_hooked):
     assert torch.allclose(recon, y, atol=1e-6), (recon - y).abs().max()
     prox = (y.abs().sum(-1, keepdim=True) - (y.unsqueeze(1) - t).abs().sum(-1)).clamp(min=0)
     alti = prox / prox.sum(-1, keepdim=True)
-    return value_norms, alti
+
+    # GlobEnc: through the second residual + layer norm; sigma2 from the real pre-LN2 state.
+    sigma2 = torch.sqrt(pre2_hooked.var(-1, unbiased=False, keepdim=True) + ln2.eps)
+    t2 = (t - t.mean(-1, keepdim=True)) * ln2.weight.double() / sigma2.unsqueeze(-1)
+    norms = t2.norm(dim=-1)
+    globenc = norms / norms.sum(-1, keepdim=True)
+    return value_norms, alti, globenc
 
 
 def rnd(t):
@@ -104,26 +123,28 @@ def run_model(folder):
         kwargs = dict(input_ids=ids, output_hidden_states=True, output_attentions=True)
         if model.config.model_type != "distilbert":
             kwargs["token_type_ids"] = torch.tensor([case["token_type_ids"]])
-        hooked = []
-        handles = [
-            ln.register_forward_hook(lambda _m, inp, _out: hooked.append(inp[0][0].double()))
-            for (_, _, ln) in layer_blocks
-        ]
+        hooked, hooked2 = [], []
+        handles = []
+        for _, _, ln, ln2 in layer_blocks:
+            handles.append(ln.register_forward_hook(lambda _m, inp, _out: hooked.append(inp[0][0].double())))
+            handles.append(ln2.register_forward_hook(lambda _m, inp, _out: hooked2.append(inp[0][0].double())))
         with torch.no_grad():
             out = model(**kwargs)
-            vn, al = [], []
-            for l, (value, dense, ln) in enumerate(layer_blocks):
+            vn, al, ge = [], [], []
+            for l, (value, dense, ln, ln2) in enumerate(layer_blocks):
                 x = out.hidden_states[l][0].double()
                 alpha = out.attentions[l][0].double()
-                v, a = decompose_layer(x, alpha, value, dense, ln, hooked[l])
+                v, a, g = decompose_layer(x, alpha, value, dense, ln, ln2, hooked[l], hooked2[l])
                 vn.append(v)
                 al.append(a)
+                ge.append(g)
         for h in handles:
             h.remove()
         n = ids.shape[1]
-        agg = torch.eye(n, dtype=torch.float64)
-        for a in al:
+        agg, agg_g = torch.eye(n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)
+        for a, g in zip(al, ge):
             agg = a @ agg
+            agg_g = g @ agg_g
         cases.append(
             dict(
                 text=case["text"],
@@ -134,6 +155,8 @@ def run_model(folder):
                 value_norm=rnd(vn[-1][0]),
                 alti_layers=rnd(torch.stack(al)),
                 alti=rnd(agg[0]),
+                globenc_layers=rnd(torch.stack(ge)),
+                globenc=rnd(agg_g[0]),
             )
         )
     return dict(
