@@ -54,7 +54,7 @@ impl LayerParts {
         let rows = &forward.hidden_states[layer];
         anyhow::ensure!(rows.len() == n, "hidden state has {} tokens, attentions {n}", rows.len());
         let hidden = rows.first().map_or(0, Vec::len);
-        anyhow::ensure!(hidden > 0 && hidden % heads == 0, "hidden size {hidden} is not a multiple of {heads} heads");
+        anyhow::ensure!(hidden > 0 && hidden.is_multiple_of(heads), "hidden size {hidden} is not a multiple of {heads} heads");
         let flat: Vec<f32> = rows.iter().flatten().copied().collect();
         let x = Tensor::from_vec(flat, (n, hidden), &device)?;
         let alpha = Tensor::from_slice(
