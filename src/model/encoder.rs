@@ -269,6 +269,16 @@ impl Encoder {
         l.ffn_out.forward(&inter).map(Some)
     }
 
+    /// The classification head applied to any hidden vectors `[n, hidden]`
+    /// (inference mode): a "logit lens" on every token, read by distilled
+    /// ExpNet features. `None` for a bare encoder.
+    pub fn head_logits(&self, rows: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match &self.head {
+            Some(head) => Ok(Some(head.forward(rows, RunMode::INFERENCE)?)),
+            None => Ok(None),
+        }
+    }
+
     /// `[batch, len]` ids → `[batch, len, hidden]` word embeddings.
     pub fn embed_words(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         self.word_embeddings.forward(ids)
