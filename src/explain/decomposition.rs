@@ -17,7 +17,7 @@
 
 use crate::model::encoder::AttentionBlockParams;
 use crate::model::{ForwardOutput, Model};
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Tensor};
 
 /// Floats per block of per-pair vectors (16 MiB of f32).
 const BLOCK_FLOATS: usize = 4 << 20;
@@ -177,7 +177,6 @@ fn layer_matrix(model: &Model, forward: &ForwardOutput, layer: usize, measure: M
     let parts = LayerParts::new(model, forward, layer)?;
     let n = parts.n;
     let p = &parts.params;
-    let device = parts.x.device().clone();
     let gain = &p.norm_weight;
     // The real pre-norm state: Σ_h α_h F_h summed over sources, plus b_O and the residual.
     let mut pre = parts.alpha.matmul(&parts.transformed)?.sum(0)?.add(&parts.x)?; // [n, hidden]
@@ -194,26 +193,49 @@ fn layer_matrix(model: &Model, forward: &ForwardOutput, layer: usize, measure: M
                 .encoder()
                 .feed_forward(layer, &y)?
                 .ok_or_else(|| anyhow::anyhow!("layer {layer} has no feed-forward block"))?;
-            Some(centre_and_scale(&(ffn + &y)?, p.output_norm_eps)?.1.recip()?.unsqueeze(0)?)
+            Some(centre_and_scale(&(ffn + &y)?, p.output_norm_eps)?.1.recip()?.flatten_all()?.to_vec1::<f32>()?)
         }
     };
 
     let lin = ln_linear(&parts.transformed, gain)?; // [heads, n, hidden]
-    let residual = ln_linear(&parts.x, gain)?; // [n, hidden]
-    let inv_sigma = sigma.recip()?.unsqueeze(0)?; // [1, n, 1]
-    let y3 = y.unsqueeze(0)?; // [1, n, hidden]
+    // The per-pair reductions are plain loops over each block: cheaper than
+    // candle's broadcasting ops at these sizes.
+    let hidden = parts.x.dims2()?.1;
+    let residual = ln_linear(&parts.x, gain)?.flatten_all()?.to_vec1::<f32>()?; // L(x_j)
+    let inv_sigma = sigma.recip()?.flatten_all()?.to_vec1::<f32>()?;
+    let y = y.flatten_all()?.to_vec1::<f32>()?;
+    let gain2 = match measure {
+        Measure::Alti => vec![],
+        Measure::GlobEnc => p.output_norm_weight.to_vec1::<f32>()?,
+    };
     let mut m = vec![0f64; n * n];
+    let mut t = vec![0f64; hidden];
     mixed_blocks(&parts.alpha, &lin, |j0, block| {
         let jc = block.dims3()?.0;
-        // Add the residual x_j to the (i = j) entries: one-hot [jc, n, 1] × x'_j [jc, 1, hidden].
-        let onehot = one_hot(j0, jc, n, &device)?;
-        let res = onehot.broadcast_mul(&residual.narrow(0, j0, jc)?.unsqueeze(1)?)?;
-        let t = (block + res)?.broadcast_mul(&inv_sigma)?; // T_i(x_j) at [j - j0, i]
-        let v = match &inv_sigma2 {
-            None => y3.broadcast_sub(&t)?.abs()?.sum(D::Minus1)?, // ‖y_i − T_i(x_j)‖₁
-            Some(s2) => ln_linear(&t, &p.output_norm_weight)?.broadcast_mul(s2)?.sqr()?.sum(D::Minus1)?.sqrt()?,
-        };
-        scatter_columns(&v, j0, n, &mut m)
+        let block = block.flatten_all()?.to_vec1::<f32>()?;
+        for dj in 0..jc {
+            let j = j0 + dj;
+            for i in 0..n {
+                // T_i(x_j) = (Σ_h α^h_ij L(f_h(x_j)) + [i = j] L(x_j)) / σ_i
+                let b = &block[(dj * n + i) * hidden..(dj * n + i + 1) * hidden];
+                let s = inv_sigma[i] as f64;
+                for (k, tk) in t.iter_mut().enumerate() {
+                    let r = if i == j { residual[j * hidden + k] } else { 0.0 };
+                    *tk = (b[k] + r) as f64 * s;
+                }
+                m[i * n + j] = match &inv_sigma2 {
+                    // ‖y_i − T_i(x_j)‖₁
+                    None => t.iter().zip(&y[i * hidden..(i + 1) * hidden]).map(|(tk, &yk)| (yk as f64 - tk).abs()).sum(),
+                    // ‖(T_i(x_j) − mean) ⊙ γ₂‖₂ / σ2_i
+                    Some(s2) => {
+                        let mean = t.iter().sum::<f64>() / hidden as f64;
+                        let sq: f64 = t.iter().zip(&gain2).map(|(tk, &g)| ((tk - mean) * g as f64).powi(2)).sum();
+                        sq.sqrt() * s2[i] as f64
+                    }
+                };
+            }
+        }
+        Ok(())
     })?;
     Ok(match measure {
         Measure::Alti => normalise_proximities(&m, &y_l1, n),
@@ -241,13 +263,6 @@ fn normalise_rows(mut m: Vec<f64>, n: usize) -> Vec<f64> {
         }
     }
     m
-}
-
-/// `[jc, n, 1]` with a one where `i = j0 + dj`.
-fn one_hot(j0: usize, jc: usize, n: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let mut v = vec![0f32; jc * n];
-    (0..jc).filter(|dj| j0 + dj < n).for_each(|dj| v[dj * n + j0 + dj] = 1.0);
-    Tensor::from_vec(v, (jc, n, 1), device)
 }
 
 /// `c_ij = max(0, ‖y_i‖₁ − d_ij)`, rows normalised; an all-zero row goes to the diagonal.
@@ -293,7 +308,7 @@ mod tests {
 
     #[test]
     fn mixed_blocks_match_a_direct_sum() {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         let (h, n, d) = (2, 3, 4);
         let alpha: Vec<f32> = (0..h * n * n).map(|k| (k % 5) as f32 * 0.1).collect();
         let vecs: Vec<f32> = (0..h * n * d).map(|k| (k as f32 * 0.37).sin()).collect();
