@@ -34,7 +34,7 @@ fn main() {
             other => die(&format!("unknown argument '{other}' (try --help)")),
         }
     }
-    let load = Box::new(move || -> anyhow::Result<Arc<dyn ExplainBackend>> {
+    let load = Box::new(move |_warn: &expnet::tui::worker::Warn| -> anyhow::Result<Arc<dyn ExplainBackend>> {
         // Pretend to load weights, so the "loading model…" state is visible.
         std::thread::sleep(Duration::from_millis(load_ms));
         anyhow::ensure!(!fail, "cannot open fake.safetensors: file not found (--fail-load)");

@@ -23,6 +23,11 @@ fn main() {
         None => expnet::cli::tui::run(Default::default(), load_model),
     };
     if let Err(e) = result {
+        // Ended by SIGTERM & co. with the terminal restored: exit like a
+        // process killed by that signal would report it, without a message.
+        if let Some(expnet::tui::Interrupted(sig)) = e.downcast_ref() {
+            std::process::exit(128 + sig);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -42,38 +42,67 @@ pub fn run_methods(
     methods: &[std::sync::Arc<dyn Attribution>],
     progress: &Progress,
 ) -> anyhow::Result<Vec<TimedExplanation>> {
+    let target = resolve_target(forward, target)?;
+    let input = ExplainInput::new(model, enc, forward, target);
+    methods.iter().map(|m| run_one(model, enc, &input, m, progress)).collect()
+}
+
+/// [`run_methods`] with per-method progress for the CLI: `report(i, f)` says
+/// method `i` is `f` done (0 when it starts, 1 when it ends).
+pub fn run_methods_reporting(
+    model: &Model,
+    enc: &Encoding,
+    forward: &ForwardOutput,
+    target: Option<usize>,
+    methods: &[std::sync::Arc<dyn Attribution>],
+    report: &(dyn Fn(usize, f32) + Send + Sync),
+) -> anyhow::Result<Vec<TimedExplanation>> {
+    let target = resolve_target(forward, target)?;
+    let input = ExplainInput::new(model, enc, forward, target);
+    let mut out = Vec::with_capacity(methods.len());
+    for (i, m) in methods.iter().enumerate() {
+        report(i, 0.0);
+        let f = |x: f32| report(i, x.min(0.999));
+        let progress = Progress::reporting(&f);
+        out.push(run_one(model, enc, &input, m, &progress)?);
+        report(i, 1.0);
+    }
+    Ok(out)
+}
+
+/// The class to explain: the one asked for, else the predicted one.
+fn resolve_target(forward: &ForwardOutput, target: Option<usize>) -> anyhow::Result<usize> {
     let target = target.or(forward.prediction.as_ref().map(|p| p.index)).unwrap_or(0);
     if let Some(p) = &forward.prediction {
         anyhow::ensure!(target < p.labels.len(), "--target {target} is out of range (the model has {} labels)", p.labels.len());
     }
-    let input = ExplainInput::new(model, enc, forward, target);
-    let mut out = Vec::with_capacity(methods.len());
-    for m in methods {
-        if m.needs_classifier() && !model.is_classifier() {
-            anyhow::bail!(
-                "method \"{}\" needs a classification head, but {} is a bare encoder (hint: use --methods attention,rollout,flow for encoders)",
-                m.name(),
-                model.name
-            );
-        }
-        let t0 = Instant::now();
-        let explanation = m.explain(&input, progress)?;
-        anyhow::ensure!(
-            explanation.scores.len() == enc.len(),
-            "method {} returned {} scores for {} tokens",
+    Ok(target)
+}
+
+fn run_one(model: &Model, enc: &Encoding, input: &ExplainInput, m: &std::sync::Arc<dyn Attribution>, progress: &Progress) -> anyhow::Result<TimedExplanation> {
+    if m.needs_classifier() && !model.is_classifier() {
+        anyhow::bail!(
+            "method \"{}\" needs a classification head, but {} is a bare encoder (hint: use --methods attention,rollout,flow for encoders)",
             m.name(),
-            explanation.scores.len(),
-            enc.len()
+            model.name
         );
-        out.push(TimedExplanation {
-            method: m.name().to_owned(),
-            label: m.label(),
-            explainer: m.provenance(),
-            explanation,
-            ms: (t0.elapsed() + input.take_reused_cost()).as_secs_f64() * 1e3,
-        });
     }
-    Ok(out)
+    let t0 = Instant::now();
+    let explanation = m.explain(input, progress)?;
+    anyhow::ensure!(
+        explanation.scores.len() == enc.len(),
+        "method {} returned {} scores for {} tokens",
+        m.name(),
+        explanation.scores.len(),
+        enc.len()
+    );
+    Ok(TimedExplanation {
+        method: m.name().to_owned(),
+        label: m.label(),
+        explainer: m.provenance(),
+        explanation,
+        ms: (t0.elapsed() + input.take_reused_cost()).as_secs_f64() * 1e3,
+    })
 }
 
 /// Builds the report object.
@@ -87,20 +116,8 @@ pub fn report_json(
     let tokens: Vec<TokenJson> = enc.tokens.iter().map(token_json).collect();
     let mut ex = Map::new();
     for e in explanations {
-        let mut m = Map::new();
-        m.insert("scores".into(), json!(e.explanation.scores));
-        m.insert("ms".into(), json!(e.ms));
-        m.insert("forward_passes".into(), json!(e.explanation.forward_passes));
-        for (k, v) in &e.explanation.notes {
-            m.insert(k.clone(), json!(v));
-        }
-        if e.label != e.method {
-            m.insert("label".into(), json!(e.label));
-        }
-        if let Some(x) = &e.explainer {
-            m.insert("explainer".into(), x.clone());
-        }
-        ex.insert(e.method.clone(), Value::Object(m));
+        let label = (e.label != e.method).then_some(e.label.as_str());
+        ex.insert(e.method.clone(), method_json(&e.explanation.scores, e.ms, e.explanation.forward_passes, &e.explanation.notes, label, e.explainer.as_ref()));
     }
     let mut obj = Map::new();
     obj.insert("text".into(), json!(enc.text));
@@ -116,6 +133,27 @@ pub fn report_json(
     }
     obj.insert("truncated".into(), json!(enc.truncated));
     Value::Object(obj)
+}
+
+/// One method's entry under `explanations`: scores, time, cost and notes
+/// (shared with the TUI's export so both write the same schema).
+/// `label` only when it differs from the method name; `explainer` is the
+/// method's provenance object (ExpNet), if any.
+pub fn method_json(scores: &[f32], ms: f64, forward_passes: usize, notes: &[(String, f64)], label: Option<&str>, explainer: Option<&Value>) -> Value {
+    let mut m = Map::new();
+    m.insert("scores".into(), json!(scores));
+    m.insert("ms".into(), json!(ms));
+    m.insert("forward_passes".into(), json!(forward_passes));
+    for (k, v) in notes {
+        m.insert(k.clone(), json!(v));
+    }
+    if let Some(l) = label {
+        m.insert("label".into(), json!(l));
+    }
+    if let Some(x) = explainer {
+        m.insert("explainer".into(), x.clone());
+    }
+    Value::Object(m)
 }
 
 pub fn token_json(t: &Token) -> TokenJson<'_> {

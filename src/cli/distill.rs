@@ -5,19 +5,15 @@
 //! Lines cache as they come, so Ctrl-C keeps what is done, a rerun resumes,
 //! and retraining with other settings never reruns the teacher.
 
-use crate::explain::{Attribution, ExplainInput, Progress};
 use crate::expnet::distill::{DistillConfig, DistillExample, DistillLoss, Fidelity, distill, fidelity, predict};
-use crate::expnet::features::{FeatureSource, FeatureSpec, extract_full};
-use crate::expnet::method::lens_logits;
+use crate::expnet::teacher::{Cache, TeachProgress, is_sampling, read_texts, student_spec, teacher_method};
 use crate::expnet::{DistillInfo, ExplainerKind, NetConfig};
 use crate::model::Model;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use std::collections::HashMap;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -29,16 +25,13 @@ pub enum Teacher {
 }
 
 impl Teacher {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Occlusion => "occlusion",
             Self::IntegratedGradients => "integrated_gradients",
             Self::KernelShap => "kernel_shap",
             Self::Lime => "lime",
         }
-    }
-    fn samples_by_seed(self) -> bool {
-        matches!(self, Self::KernelShap | Self::Lime)
     }
 }
 
@@ -113,215 +106,6 @@ pub struct DistillArgs {
     pub no_register: bool,
 }
 
-/// One cached teacher run.
-#[derive(serde::Serialize, serde::Deserialize, Clone)]
-struct Record {
-    text: String,
-    #[serde(default)]
-    pair: Option<String>,
-    seed: u64,
-    samples: Option<usize>,
-    target: usize,
-    scores: Vec<f32>,
-    ms: f64,
-}
-
-type Key = (String, Option<String>, u64, Option<usize>);
-
-/// The append-only teacher cache of one model and teacher.
-struct Cache {
-    path: PathBuf,
-    records: HashMap<Key, Record>,
-    file: std::fs::File,
-}
-
-impl Cache {
-    fn open(path: &Path, teacher: &str, model: &Model) -> anyhow::Result<Self> {
-        let header = serde_json::json!({"expnet_teacher_cache": 1, "teacher": teacher, "model_fingerprint": model.fingerprint(), "model": model.name});
-        let mut records = HashMap::new();
-        if path.is_file() {
-            let f = std::fs::File::open(path).with_context(|| format!("cannot read teacher cache {}", path.display()))?;
-            let mut lines = std::io::BufReader::new(f).lines();
-            let first: serde_json::Value = match lines.next() {
-                Some(l) => serde_json::from_str(&l?).with_context(|| format!("{} is not a teacher cache", path.display()))?,
-                None => header.clone(),
-            };
-            anyhow::ensure!(
-                first["teacher"] == header["teacher"] && first["model_fingerprint"] == header["model_fingerprint"],
-                "teacher cache {} belongs to teacher {} on model {} (hint: pass another --cache, or delete it)",
-                path.display(),
-                first["teacher"],
-                first["model"]
-            );
-            for (i, line) in lines.enumerate() {
-                let line = line?;
-                // A line cut by an interrupted write is dropped and recomputed.
-                let Ok(r) = serde_json::from_str::<Record>(&line) else {
-                    eprintln!("note: skipping unreadable line {} of {}", i + 2, path.display());
-                    continue;
-                };
-                records.insert((r.text.clone(), r.pair.clone(), r.seed, r.samples), r);
-            }
-        }
-        let fresh = !path.is_file() || std::fs::metadata(path)?.len() == 0;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot write teacher cache {}", path.display()))?;
-        if fresh {
-            writeln!(file, "{header}")?;
-        }
-        Ok(Self { path: path.to_owned(), records, file })
-    }
-
-    fn put(&mut self, r: Record) -> anyhow::Result<()> {
-        let mut line = serde_json::to_string(&r)?;
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.file.flush()?;
-        self.records.insert((r.text.clone(), r.pair.clone(), r.seed, r.samples), r);
-        Ok(())
-    }
-}
-
-/// `(text, optional pair)` items from a file or a data set.
-pub fn read_texts(spec: &str, default_split: crate::data::Split, limit: Option<usize>) -> anyhow::Result<Vec<(String, Option<String>)>> {
-    let is_dataset = spec
-        .split_once(':')
-        .is_some_and(|(name, _)| ["sst", "movies", "hatexplain", "hatexplain-eraser", "esnli", "cola"].contains(&name));
-    let mut out: Vec<(String, Option<String>)> = if is_dataset {
-        let (s, split) = match spec.rsplit_once('#') {
-            Some((s, sp)) => (s, sp.parse()?),
-            None => (spec, default_split),
-        };
-        crate::data::load(s, split)?.examples.iter().map(|e| (e.text(), e.text_pair())).collect()
-    } else {
-        let text = std::fs::read_to_string(spec)
-            .with_context(|| format!("cannot read {spec} (hint: a text file with one text per line, or DATASET:PATH)"))?;
-        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| (l.to_owned(), None)).collect()
-    };
-    if let Some(n) = limit {
-        out.truncate(n);
-    }
-    anyhow::ensure!(!out.is_empty(), "{spec} has no texts");
-    Ok(out)
-}
-
-fn teacher_method(t: Teacher, samples: Option<usize>, seed: u64) -> Arc<dyn Attribution> {
-    use crate::explain::{integrated_gradients, kernel_shap, lime, occlusion};
-    match t {
-        Teacher::Occlusion => Arc::new(occlusion::Occlusion::default()),
-        Teacher::IntegratedGradients => Arc::new(integrated_gradients::IntegratedGradients {
-            steps: samples.unwrap_or(50),
-            ..Default::default()
-        }),
-        Teacher::Lime => Arc::new(lime::Lime { config: lime::LimeConfig { samples, seed, ..Default::default() } }),
-        Teacher::KernelShap => Arc::new(kernel_shap::KernelShap {
-            config: kernel_shap::KernelShapConfig {
-                samples,
-                // A given budget is spent on sampling even where exact enumeration would fit.
-                exact_max: if samples.is_some() { 0 } else { kernel_shap::KernelShapConfig::default().exact_max },
-                seed,
-                ..Default::default()
-            },
-        }),
-    }
-}
-
-fn spec_for(model: &Model, features: Features) -> FeatureSpec {
-    let mut spec = FeatureSpec::new(model.num_layers(), model.num_heads());
-    let (hidden, lens) = match features {
-        Features::Attention => (0, 0),
-        Features::Hidden => (2, 0),
-        Features::Lens => (0, 3),
-        Features::All => (2, 3),
-    };
-    spec.signals.hidden_layers = hidden;
-    spec.signals.hidden_size = model.config().hidden_size;
-    spec.signals.lens_layers = lens.min(model.num_layers() + 1);
-    spec.signals.target_classes = if features == Features::Attention { 0 } else { model.labels().len() };
-    spec
-}
-
-/// Features of one text for `spec` and the class the teacher explains.
-fn featurise(model: &Model, spec: &FeatureSpec, text: &str, pair: Option<&str>) -> anyhow::Result<(crate::model::Encoding, crate::model::ForwardOutput, Vec<Vec<f32>>)> {
-    let enc = match pair {
-        Some(p) => model.encode_pair(text, p)?,
-        None => model.encode(text)?,
-    };
-    let fwd = model.forward(&enc)?;
-    let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
-    let special = enc.special_mask();
-    let lens = lens_logits(Some(model), &fwd, spec.signals.lens_layers)?;
-    let src = FeatureSource { attentions: &fwd.attentions, special: &special, hidden_states: &fwd.hidden_states, lens: &lens, target };
-    let rows = extract_full(spec, &src)?;
-    Ok((enc, fwd, rows))
-}
-
-/// Runs (or reads from the cache) the teacher on `items`, then builds examples.
-#[allow(clippy::too_many_arguments)]
-fn teach(
-    model: &Model,
-    spec: &FeatureSpec,
-    teacher: &dyn Attribution,
-    key: (u64, Option<usize>),
-    items: &[(String, Option<String>)],
-    cache: &mut Cache,
-    stop: &AtomicBool,
-    what: &str,
-) -> anyhow::Result<(Vec<DistillExample>, f64)> {
-    let mut out = Vec::with_capacity(items.len());
-    let t0 = Instant::now();
-    let (mut fresh, mut teacher_ms, mut runs) = (0usize, 0f64, 0usize);
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    for (i, (text, pair)) in items.iter().enumerate() {
-        if stop.load(Ordering::Relaxed) {
-            anyhow::bail!(
-                "interrupted: {} teacher runs are kept in {}; run the same command again to resume",
-                cache.records.len(),
-                cache.path.display()
-            );
-        }
-        let (enc, fwd, rows) = featurise(model, spec, text, pair.as_deref()).with_context(|| format!("text {}", i + 1))?;
-        let k: Key = (text.clone(), pair.clone(), key.0, key.1);
-        let record = match cache.records.get(&k) {
-            Some(r) if r.scores.len() == enc.len() => r.clone(),
-            _ => {
-                let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
-                let input = ExplainInput::new(model, &enc, &fwd, target);
-                let t = Instant::now();
-                let e = teacher.explain(&input, &Progress::none())?;
-                let r = Record {
-                    text: text.clone(),
-                    pair: pair.clone(),
-                    seed: key.0,
-                    samples: key.1,
-                    target,
-                    scores: e.scores,
-                    ms: t.elapsed().as_secs_f64() * 1e3,
-                };
-                cache.put(r.clone())?;
-                fresh += 1;
-                r
-            }
-        };
-        teacher_ms += record.ms;
-        runs += 1;
-        let done = i + 1;
-        if tty || done == items.len() || done % 100 == 0 {
-            let el = t0.elapsed().as_secs_f64();
-            let rate = fresh as f64 / el.max(1e-9);
-            let left = items.len() - done;
-            let eta = if fresh > 0 { format!("ETA {:.0} s", left as f64 / rate) } else { "cached".into() };
-            let end = if tty && done < items.len() { "\r" } else { "\n" };
-            eprint!("{what}: {done}/{} texts ({fresh} run, {rate:.1}/s, {eta})   {end}", items.len());
-        }
-        out.push(DistillExample { id: format!("{what}{}", i + 1), features: rows, teacher: record.scores, special: enc.special_mask() });
-    }
-    Ok((out, teacher_ms / runs.max(1) as f64))
-}
-
 pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let loss = match args.loss.as_str() {
         "mse" => DistillLoss::Mse,
@@ -343,8 +127,14 @@ pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
     };
     let model = load_model(args.model.as_deref())?;
     anyhow::ensure!(model.is_classifier(), "{} is a bare encoder: the teachers need a classification head", model.name);
-    let spec = spec_for(&model, args.features);
-    let teacher = teacher_method(args.teacher, args.samples, args.seed);
+    let (hidden_layers, lens_layers) = match args.features {
+        Features::Attention => (0, 0),
+        Features::Hidden => (2, 0),
+        Features::Lens => (0, 3),
+        Features::All => (2, 3),
+    };
+    let spec = student_spec(&model, hidden_layers, lens_layers);
+    let teacher = teacher_method(args.teacher.name(), args.samples, args.seed)?;
     let cache_path = args.cache.clone().unwrap_or_else(|| args.out.with_extension("teacher.jsonl"));
     let mut cache = Cache::open(&cache_path, args.teacher.name(), &model)?;
     eprintln!(
@@ -367,15 +157,22 @@ pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
     let val_items: Vec<_> = order[..n_val].iter().map(|&i| items[i].clone()).collect();
     let train_items: Vec<_> = order[n_val..].iter().map(|&i| items[i].clone()).collect();
     let key = (args.seed, args.samples);
-    let (train, teacher_ms) = teach(&model, &spec, teacher.as_ref(), key, &train_items, &mut cache, &stop, "train")?;
-    let (val, _) = teach(&model, &spec, teacher.as_ref(), key, &val_items, &mut cache, &stop, "val")?;
-    let (test, _) = teach(&model, &spec, teacher.as_ref(), key, &test_items, &mut cache, &stop, "test")?;
+    let mut teach = |spec: &crate::expnet::FeatureSpec,
+                     teacher: &dyn crate::explain::Attribution,
+                     key: (u64, Option<usize>),
+                     items: &[(String, Option<String>)],
+                     what: &str| {
+        crate::expnet::teacher::teach(&model, spec, teacher, key, items, &mut cache, &stop, what, &mut |p| print_progress(what, p))
+    };
+    let (train, teacher_ms) = teach(&spec, teacher.as_ref(), key, &train_items, "train")?;
+    let (val, _) = teach(&spec, teacher.as_ref(), key, &val_items, "val")?;
+    let (test, _) = teach(&spec, teacher.as_ref(), key, &test_items, "test")?;
     // The teacher against itself with another seed: the noise floor of a sampling teacher.
     let held_out = if test.is_empty() { &val } else { &test };
     let held_items = if test.is_empty() { &val_items } else { &test_items };
-    let seed_agreement = if args.teacher.samples_by_seed() && !held_out.is_empty() {
-        let second = teacher_method(args.teacher, args.samples, args.seed + 1);
-        let (again, _) = teach(&model, &spec, second.as_ref(), (args.seed + 1, args.samples), held_items, &mut cache, &stop, "seed2")?;
+    let seed_agreement = if is_sampling(args.teacher.name()) && !held_out.is_empty() {
+        let second = teacher_method(args.teacher.name(), args.samples, args.seed + 1)?;
+        let (again, _) = teach(&spec, second.as_ref(), (args.seed + 1, args.samples), held_items, "seed2")?;
         Some((again.iter().map(|e| e.teacher.clone()).collect::<Vec<_>>(), agreement(&again, held_out)))
     } else {
         None
@@ -443,8 +240,8 @@ pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
         "speedup": teacher_ms / student_ms.max(1e-9),
     });
     if let Some(n) = args.reference_samples {
-        let reference = teacher_method(args.teacher, Some(n), args.seed + 100);
-        let (refs, _) = teach(&model, &spec_of(&net), reference.as_ref(), (args.seed + 100, Some(n)), held_items, &mut cache, &stop, "reference")?;
+        let reference = teacher_method(args.teacher.name(), Some(n), args.seed + 100)?;
+        let (refs, _) = teach(&spec_of(&net), reference.as_ref(), (args.seed + 100, Some(n)), held_items, "reference")?;
         let rs: Vec<_> = refs.iter().map(|e| e.teacher.clone()).collect();
         let sp: Vec<_> = refs.iter().map(|e| e.special.clone()).collect();
         let student = predict(&net, held_out)?;
@@ -464,7 +261,19 @@ pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
     Ok(())
 }
 
-fn spec_of(net: &crate::expnet::ExpNet) -> FeatureSpec {
+/// One progress line: rewritten in place on a terminal, every 100 texts otherwise.
+fn print_progress(what: &str, p: &TeachProgress) {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !(tty || p.done == p.total || p.done % 100 == 0) {
+        return;
+    }
+    let rate = p.fresh as f64 / p.secs.max(1e-9);
+    let eta = p.eta_secs().map_or_else(|| "cached".to_owned(), |s| format!("ETA {s:.0} s"));
+    let end = if tty && p.done < p.total { "\r" } else { "\n" };
+    eprint!("{what}: {}/{} texts ({} run, {rate:.1}/s, {eta})   {end}", p.done, p.total, p.fresh);
+}
+
+fn spec_of(net: &crate::expnet::ExpNet) -> crate::expnet::FeatureSpec {
     net.spec().clone()
 }
 

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod distill;
 pub mod eval;
 pub mod explain;
+pub mod explain_io;
 pub mod finetune;
 pub mod inspect;
 pub mod methods;

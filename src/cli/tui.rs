@@ -20,6 +20,9 @@ pub struct TuiArgs {
     /// Rationale data set for the examples browser, DATASET:PATH[#SPLIT] (default split test).
     #[arg(long)]
     pub data: Option<String>,
+    /// Folder `e` writes its JSON + HTML export to (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    pub export_dir: Option<std::path::PathBuf>,
     /// Text to start with.
     pub text: Vec<String>,
 }
@@ -48,14 +51,19 @@ pub fn run(args: TuiArgs, load_model: fn(Option<&str>) -> anyhow::Result<crate::
         theme: args.theme.clone(),
         initial_text: (!args.text.is_empty()).then(|| args.text.join(" ")),
         examples,
+        export_dir: args.export_dir.clone(),
         ..Default::default()
     };
     let (model_spec, expnet_spec) = (args.model.clone(), args.expnet.clone());
     crate::tui::run(
         opts,
-        Box::new(move || {
+        Box::new(move |warn: &crate::tui::worker::Warn| {
             let model = load_model(model_spec.as_deref())?;
-            let expnet = super::methods::choose_expnet(expnet_spec.as_deref(), &model)?;
+            // A bad ExpNet file must not make a good model unusable.
+            let expnet = super::methods::choose_expnet(expnet_spec.as_deref(), &model).unwrap_or_else(|e| {
+                warn(format!("ExpNet not loaded, continuing without it: {e:#}"));
+                crate::expnet::provenance::ExpNetChoice::none(format!("{e:#}"))
+            });
             let list = super::methods::build(&super::methods::Selection::All, &model, &expnet)?;
             let name = expnet.net.as_ref().map(|(_, e)| format!("{} ({})", e.file, e.label()));
             Ok(Arc::new(LibraryBackend::new(model, list.methods, name)) as Arc<dyn crate::tui::backend::ExplainBackend>)

@@ -107,7 +107,8 @@ impl ExplainBackend for LibraryBackend {
         if let Some((g, cost)) = input.computed_gradients() {
             *self.last_gradients.lock().unwrap_or_else(|e| e.into_inner()) = Some((enc.ids.clone(), target, g, cost));
         }
-        Ok(MethodResult { method: method.to_owned(), scores: e.scores, ms })
+        let label = Some(m.label()).filter(|l| l != method);
+        Ok(MethodResult { method: method.to_owned(), scores: e.scores, ms, forward_passes: e.forward_passes, notes: e.notes, label, explainer: m.provenance() })
     }
 }
 

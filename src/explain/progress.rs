@@ -48,6 +48,11 @@ impl<'a> Progress<'a> {
     pub fn new(cancel: CancelToken, report: Option<&'a (dyn Fn(f32) + Send + Sync)>) -> Self {
         Self { cancel, report, cancellable: true }
     }
+    /// Reports progress but is never cancelled (the CLI's progress line):
+    /// keeps the large batches of [`Progress::none`].
+    pub fn reporting(report: &'a (dyn Fn(f32) + Send + Sync)) -> Self {
+        Self { cancel: CancelToken::new(), report: Some(report), cancellable: false }
+    }
     /// False for [`Progress::none`], whose token nobody else holds: such runs
     /// (CLI, evaluation, benchmarks) may use larger, faster batches, since no
     /// one waits on a cancel.

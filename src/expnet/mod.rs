@@ -12,6 +12,7 @@ pub mod method;
 pub mod net;
 pub mod provenance;
 mod st;
+pub mod teacher;
 pub mod train;
 
 pub use features::{FeatureSource, FeatureSpec, ForwardSignals, HeadPooling, Normalization, extract, extract_full};

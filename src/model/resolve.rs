@@ -93,11 +93,28 @@ pub fn resolve_hub_id(spec: &str, cache_dir: &Path) -> anyhow::Result<PathBuf> {
     }
     download(&repo, cache_dir).map_err(|e| {
         anyhow::anyhow!(
-            "model {spec} is not in the hub cache {} (missing: {}) and downloading it failed: {e:#} (hint: check the id and your network, set HF_HUB_CACHE/HF_HOME to the cache you use, or pass a local folder)",
+            "model {spec} is not in the hub cache {} (missing: {}) and downloading it failed: {} (hint: check the id and your network, set HF_HUB_CACHE/HF_HOME to the cache you use, or pass a local folder)",
             cache_dir.display(),
-            missing.join(", ")
+            missing.join(", "),
+            concise_chain(&e)
         )
     })
+}
+
+/// An error chain with each cause said once: HTTP client errors repeat
+/// their source inside their own message ("request error: dns failed:
+/// dns failed"), which `{:#}` would print two or three times.
+pub fn concise_chain(e: &anyhow::Error) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    for msg in e.chain().map(|c| c.to_string()) {
+        let msg = msg.trim().to_string();
+        if msg.is_empty() || kept.iter().any(|k| k.contains(&msg)) {
+            continue;
+        }
+        kept.retain(|k| !msg.contains(k.as_str()));
+        kept.push(msg);
+    }
+    kept.join(": ")
 }
 
 fn download(repo: &Repo, cache_dir: &Path) -> anyhow::Result<PathBuf> {
@@ -128,6 +145,38 @@ fn download(repo: &Repo, cache_dir: &Path) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_causes_are_said_once() {
+        #[derive(Debug)]
+        struct Inner;
+        impl std::fmt::Display for Inner {
+            fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "Dns Failed: resolve huggingface.co")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Outer(Inner);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "https://huggingface.co/x: Dns Failed: resolve huggingface.co")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Outer(Inner)).context("request error: https://huggingface.co/x: Dns Failed: resolve huggingface.co");
+        let full = format!("{e:#}");
+        assert_eq!(full.matches("Dns Failed").count(), 3, "the problem: {full}");
+        let c = concise_chain(&e);
+        assert_eq!(c.matches("Dns Failed").count(), 1, "{c}");
+        assert!(c.starts_with("request error"), "{c}");
+        let two = anyhow::anyhow!("disk full").context("cannot write");
+        assert_eq!(concise_chain(&two), "cannot write: disk full");
+    }
 
     #[test]
     fn hub_ids_and_paths_are_told_apart() {

@@ -53,7 +53,9 @@ pub enum Mode {
 /// Where one method stands for the current text.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Slot {
-    /// Requested; fraction done from progress reports.
+    /// Requested, waiting behind other methods of the same job.
+    Queued,
+    /// Running; fraction done from progress reports.
     Running(f32),
     Done(MethodResult),
     Failed(String),
@@ -74,12 +76,22 @@ pub struct Notice {
     pub at: Instant,
 }
 
+/// A message that stays on screen until dismissed (Esc / Enter): load
+/// errors and theme warnings, shown whole (the status line cuts them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub title: String,
+    pub text: String,
+}
+
 /// The request the worker is busy with (the UI keeps at most one live).
 #[derive(Clone, Debug)]
 struct InFlight {
     id: u64,
     cancel: CancelToken,
     examples: bool,
+    /// Methods of an Explain job, in the order the worker runs them.
+    methods: Vec<String>,
 }
 
 pub struct App {
@@ -92,6 +104,9 @@ pub struct App {
     /// `None` while the model is loading.
     pub info: Option<BackendInfo>,
     pub load_error: Option<String>,
+    /// Non-fatal load problems (a bad ExpNet file): shown, and printed on
+    /// stderr after quitting.
+    pub load_warnings: Vec<String>,
     pub methods: Vec<MethodInfo>,
     /// Index into `methods` of the method shown in the heatmap.
     pub method: usize,
@@ -117,6 +132,11 @@ pub struct App {
     /// Word scores per (method, example index); empty when the example failed.
     pub example_scores: HashMap<(String, usize), Vec<f32>>,
     pub notice: Option<Notice>,
+    pub alert: Option<Alert>,
+    /// Where `e` writes (set by the event loop; shown when asking).
+    pub export_dir: std::path::PathBuf,
+    /// `e` was pressed once: the next `e` or `y` writes, any other key cancels.
+    pub export_pending: bool,
     /// Milliseconds from sending a text to the selected method's result.
     pub latency_ms: Option<f64>,
     pub should_quit: bool,
@@ -150,6 +170,7 @@ impl App {
             color,
             info: None,
             load_error: None,
+            load_warnings: Vec::new(),
             methods: Vec::new(),
             method: 0,
             analysis: None,
@@ -167,6 +188,9 @@ impl App {
             example: 0,
             example_scores: HashMap::new(),
             notice,
+            alert: None,
+            export_dir: std::path::PathBuf::from("."),
+            export_pending: false,
             latency_ms: None,
             should_quit: false,
             ticks: 0,
@@ -187,6 +211,14 @@ impl App {
     }
     pub fn notify_error(&mut self, text: impl Into<String>) {
         self.notice = Some(Notice { text: text.into(), error: true, at: Instant::now() });
+    }
+    /// Shows `text` in a popup until dismissed; a second alert is appended.
+    pub fn show_alert(&mut self, title: impl Into<String>, text: impl Into<String>) {
+        let (title, text) = (title.into(), text.into());
+        self.alert = Some(match self.alert.take() {
+            Some(a) => Alert { title: a.title, text: format!("{}\n\n{title}: {text}", a.text) },
+            None => Alert { title, text },
+        });
     }
 
     /// Name of the method shown in the heatmap.
@@ -311,20 +343,34 @@ impl App {
 
     // ---- worker protocol ----
 
-    /// Methods the current view needs, most urgent first: the shown method,
-    /// then the rest of the fast ones; slow ones only when a view shows them
-    /// (compare pane, token popup, or a slow method selected), so an idle
-    /// explorer never burns CPU on LIME.
+    /// Methods the current view needs, in the order the worker should run
+    /// them: every fast method first (the shown one leading), then the slow
+    /// ones that are on screen — the selected one in the Tokens pane, all of
+    /// them in the Compare pane or the token popup. A slow method never
+    /// delays a fast one, and an idle explorer never burns CPU on LIME.
     pub fn wanted_methods(&self) -> Vec<String> {
         let sel = self.method_name();
-        let show_slow = self.pane == Pane::Compare || self.popup.is_some();
-        let mut out: Vec<String> = sel.map(|s| vec![s.to_string()]).unwrap_or_default();
-        for m in self.methods.iter().filter(|m| !m.slow).chain(self.methods.iter().filter(|m| m.slow && show_slow)) {
-            if Some(m.name.as_str()) != sel {
-                out.push(m.name.clone());
-            }
-        }
-        out
+        let all_visible = self.pane == Pane::Compare || self.popup.is_some();
+        let sel_visible = all_visible || self.pane == Pane::Tokens;
+        let first = |slow: bool| self.methods.iter().filter(move |m| m.slow == slow && Some(m.name.as_str()) == sel);
+        let rest = |slow: bool| self.methods.iter().filter(move |m| m.slow == slow && Some(m.name.as_str()) != sel);
+        let fast = first(false).chain(rest(false));
+        let slow = first(true).filter(|_| sel_visible).chain(rest(true).filter(|_| all_visible));
+        fast.chain(slow).map(|m| m.name.clone()).collect()
+    }
+
+    fn is_slow(&self, name: &str) -> bool {
+        self.methods.iter().any(|m| m.slow && m.name == name)
+    }
+
+    /// True when the worker is running (or about to run) a slow method that
+    /// is no longer on screen: it must stop rather than hold the core.
+    fn runs_hidden_slow_method(&self) -> bool {
+        let Some(f) = self.inflight.as_ref().filter(|f| !f.examples) else { return false };
+        let wanted = self.wanted_methods();
+        f.methods.iter().any(|m| {
+            self.is_slow(m) && !wanted.contains(m) && !matches!(self.results.get(m), Some(Slot::Done(_) | Slot::Failed(_)))
+        })
     }
 
     fn send(&mut self, job: Job) -> Request {
@@ -334,7 +380,11 @@ impl App {
         let id = self.next_id;
         self.next_id += 1;
         let cancel = CancelToken::new();
-        self.inflight = Some(InFlight { id, cancel: cancel.clone(), examples: matches!(job, Job::Examples { .. }) });
+        let methods = match &job {
+            Job::Explain { methods, .. } => methods.clone(),
+            Job::Examples { .. } => Vec::new(),
+        };
+        self.inflight = Some(InFlight { id, cancel: cancel.clone(), examples: matches!(job, Job::Examples { .. }), methods });
         Request { id, job, cancel }
     }
 
@@ -365,12 +415,24 @@ impl App {
             return Some(req);
         }
         let analysed = self.analysis.as_ref().is_some_and(|a| a.text == text);
+        if self.runs_hidden_slow_method()
+            && let Some(f) = self.inflight.take()
+        {
+            // Cancel it; the fast methods it had not reached yet go back to
+            // "not requested" and are asked for again below.
+            f.cancel.cancel();
+            self.results.retain(|m, s| !(f.methods.contains(m) && matches!(s, Slot::Queued | Slot::Running(_))));
+            if !analysed {
+                self.requested_text = None;
+                return self.reconcile();
+            }
+        }
         let busy_with_examples = self.inflight.as_ref().is_some_and(|f| f.examples);
         if analysed && (self.inflight.is_none() || busy_with_examples) {
             let missing: Vec<String> = self.wanted_methods().into_iter().filter(|m| !self.results.contains_key(m)).collect();
             if !missing.is_empty() {
                 for m in &missing {
-                    self.results.insert(m.clone(), Slot::Running(0.0));
+                    self.results.insert(m.clone(), Slot::Queued);
                 }
                 return Some(self.send(Job::Explain { text, methods: missing }));
             }
@@ -416,23 +478,30 @@ impl App {
         match ev {
             WorkerEvent::Loaded { info, methods } => {
                 self.method = methods.iter().position(|m| m.name == "expnet").unwrap_or(0);
-                if info.expnet.is_none() {
+                if info.expnet.is_none() && self.load_warnings.is_empty() {
                     self.notify("no ExpNet weights loaded: showing attention methods only");
+                } else if info.expnet.is_none() {
+                    self.notify_error("ExpNet not loaded (see the message): the other methods work");
                 } else {
                     self.notice = None;
                 }
                 self.info = Some(info);
                 self.methods = methods;
             }
+            WorkerEvent::LoadWarning(w) => {
+                self.load_warnings.push(w.clone());
+                self.show_alert("Loaded with a problem", w);
+            }
             WorkerEvent::LoadFailed(e) => {
                 self.load_error = Some(e.clone());
-                self.notify_error(format!("model failed to load: {e}"));
+                self.notify_error("model failed to load: Esc closes the error, Ctrl-C quits and prints it");
+                self.show_alert("Model failed to load", e);
             }
             WorkerEvent::Finished { id }
                 if self.inflight.as_ref().is_some_and(|f| f.id == id) => {
                     self.inflight = None;
                     // Cancelled methods go back to "not requested".
-                    self.results.retain(|_, s| !matches!(s, Slot::Running(_)));
+                    self.results.retain(|_, s| !matches!(s, Slot::Running(_) | Slot::Queued));
                 }
             WorkerEvent::Analyzed { id, analysis } if !self.stale(id) => {
                 let same_text = self.analysis.as_ref().is_some_and(|a| a.text == analysis.text);
@@ -455,6 +524,12 @@ impl App {
                     z.col = z.col.min(n);
                 }
                 self.analysis = Some(analysis);
+                // The job's methods wait in order: "queued" until their turn.
+                if let Some(f) = self.inflight.as_ref().filter(|f| f.id == id) {
+                    for m in &f.methods {
+                        self.results.entry(m.clone()).or_insert(Slot::Queued);
+                    }
+                }
             }
             WorkerEvent::AnalyzeFailed { id, error, .. } if !self.stale(id) => {
                 self.notify_error(format!("analysis failed: {error}"));
@@ -470,7 +545,9 @@ impl App {
                 self.notify_error(format!("{method} failed: {error}"));
                 self.results.insert(method, Slot::Failed(error));
             }
-            WorkerEvent::Progress { id, method, fraction } if !self.stale(id)
+            // Only the live request's progress counts: a cancelled one may
+            // still report once before it reaches its checkpoint.
+            WorkerEvent::Progress { id, method, fraction } if self.inflight.as_ref().is_some_and(|f| f.id == id)
                 && !matches!(self.results.get(&method), Some(Slot::Done(_)) | Some(Slot::Failed(_))) => {
                     self.results.insert(method, Slot::Running(fraction));
                 }

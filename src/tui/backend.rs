@@ -51,6 +51,14 @@ pub struct MethodResult {
     pub scores: Vec<f32>,
     /// Wall time the method took, in milliseconds.
     pub ms: f64,
+    /// Encoder passes it cost, and method diagnostics (IG's completeness
+    /// gap): exported exactly as `expnet explain` writes them.
+    pub forward_passes: usize,
+    pub notes: Vec<(String, f64)>,
+    /// Display name with provenance (`expnet≈occlusion`) when it differs
+    /// from `method`, and the provenance object (ExpNet's `explainer`).
+    pub label: Option<String>,
+    pub explainer: Option<serde_json::Value>,
 }
 
 /// What the explorer needs from the model side. Implementations must be

@@ -30,15 +30,12 @@ pub fn timestamp(secs: u64) -> String {
 
 /// The explanation of the current text as JSON, with every finished method.
 pub fn to_json(app: &App, a: &Analysis) -> Value {
-    let tokens: Vec<Value> = a.tokens.iter().map(|t| json!({"text": t.text, "start": t.start, "end": t.end, "special": t.special})).collect();
-    let prediction = a.prediction.as_ref().map_or(Value::Null, |p| {
-        let probs: Map<String, Value> = p.labels.iter().zip(&p.probabilities).map(|(l, v)| (l.clone(), json!(v))).collect();
-        json!({"label": p.label(), "index": p.index, "probabilities": probs})
-    });
+    let tokens: Vec<Value> = a.tokens.iter().map(|t| json!(crate::report::token_json(t))).collect();
+    let prediction = a.prediction.as_ref().map_or(Value::Null, crate::report::prediction_json);
     let mut expl = Map::new();
     for m in &app.methods {
         if let Some(r) = app.result(&m.name) {
-            expl.insert(m.name.clone(), json!({"scores": r.scores, "ms": r.ms}));
+            expl.insert(m.name.clone(), crate::report::method_json(&r.scores, r.ms, r.forward_passes, &r.notes, r.label.as_deref(), r.explainer.as_ref()));
         }
     }
     json!({
@@ -136,6 +133,53 @@ mod tests {
         assert_eq!(timestamp(0), "19700101-000000");
         assert_eq!(timestamp(951_782_400), "20000229-000000");
         assert_eq!(timestamp(1_700_000_000), "20231114-221320");
+    }
+
+    /// The export is `expnet explain`'s JSON: same keys, same per-method
+    /// fields (forward passes, notes such as IG's completeness gap).
+    #[test]
+    fn export_json_matches_the_explain_schema() {
+        use crate::explain::Explanation;
+        use crate::report::{TimedExplanation, report_json};
+        let mut h = crate::tui::tests::Harness::new();
+        h.enter_text("a great film");
+        let notes = vec![("completeness_gap".to_string(), 0.25)];
+        if let Some(crate::tui::app::Slot::Done(r)) = h.app.results.get_mut("expnet") {
+            r.forward_passes = 3;
+            r.notes = notes.clone();
+            r.label = Some("expnet≈occlusion".into());
+            r.explainer = Some(json!({"teacher": "occlusion"}));
+        }
+        let a = h.app.analysis.clone().unwrap();
+        let got = to_json(&h.app, &a);
+        let enc = crate::model::Encoding {
+            text: a.text.clone(),
+            text_pair: None,
+            ids: a.tokens.iter().map(|t| t.id).collect(),
+            type_ids: vec![0; a.tokens.len()],
+            tokens: a.tokens.clone(),
+            truncated: a.truncated,
+        };
+        let timed: Vec<TimedExplanation> = h
+            .app
+            .methods
+            .iter()
+            .filter_map(|m| h.app.result(&m.name))
+            .map(|r| TimedExplanation {
+                method: r.method.clone(),
+                label: r.label.clone().unwrap_or_else(|| r.method.clone()),
+                explainer: r.explainer.clone(),
+                explanation: Explanation { scores: r.scores.clone(), forward_passes: r.forward_passes, notes: r.notes.clone() },
+                ms: r.ms,
+            })
+            .collect();
+        let model = h.app.info.as_ref().unwrap().model.clone();
+        let want = report_json(&model, &enc, a.prediction.as_ref(), &timed, None);
+        assert_eq!(got, want);
+        assert_eq!(got["explanations"]["expnet"]["forward_passes"], 3);
+        assert_eq!(got["explanations"]["expnet"]["completeness_gap"], 0.25);
+        assert_eq!(got["explanations"]["expnet"]["explainer"]["teacher"], "occlusion");
+        assert_eq!(got["explanations"]["expnet"]["label"], "expnet≈occlusion");
     }
 
     #[test]

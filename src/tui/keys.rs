@@ -14,12 +14,15 @@ use super::render::{Hit, hit_test};
 pub enum Effect {
     Quit,
     Export,
+    /// Ctrl-Z: give the terminal back to the shell until `fg`.
+    Suspend,
 }
 
 /// (keys, what they do), grouped by section headers (entries with empty keys).
 pub const KEYS: &[(&str, &str)] = &[
     ("", "Anywhere"),
-    ("Ctrl-C", "quit"),
+    ("Ctrl-C", "quit (so do SIGTERM, SIGINT, SIGHUP, SIGQUIT)"),
+    ("Ctrl-Z", "suspend to the shell (fg resumes and redraws)"),
     ("F1", "help"),
     ("Ctrl-T", "toggle ExpNet ↔ attention rollout"),
     ("", "Edit mode (typing)"),
@@ -37,14 +40,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ("↑ ↓", "method (Tokens, Compare), layer (Heads), example (Examples)"),
     ("PgUp PgDn", "previous / next layer (Heads)"),
     ("Enter", "zoom (Heads), load example (Examples), token details"),
-    ("Esc", "close zoom, popup or help"),
+    ("Esc", "close zoom, popup, help, or an error / warning message"),
     ("r", "toggle ExpNet ↔ attention rollout"),
     ("m / M", "next / previous method"),
     ("w", "word pieces ↔ whole words"),
     ("a", "mean over the heads of the selected layer"),
     ("o", "examples browser"),
     ("t", "next colour theme"),
-    ("e", "export JSON + HTML to the current directory"),
+    ("e", "export JSON + HTML (asks first; folder: --export-dir, default the current one)"),
     ("?", "this help"),
     ("q", "quit"),
     ("", "Mouse"),
@@ -81,6 +84,7 @@ pub fn handle_key(app: &mut App, k: KeyEvent) -> Option<Effect> {
     // Global keys, in both modes.
     match k.code {
         KeyCode::Char('c') if ctrl(&k) => return Some(Effect::Quit),
+        KeyCode::Char('z') if ctrl(&k) => return Some(Effect::Suspend),
         KeyCode::F(1) => {
             app.help = !app.help;
             return None;
@@ -90,6 +94,16 @@ pub fn handle_key(app: &mut App, k: KeyEvent) -> Option<Effect> {
             return None;
         }
         _ => {}
+    }
+    if app.alert.is_some() {
+        // An error or warning stays until dismissed; keys meant for the
+        // panes must not act behind it (nor dismiss it by accident).
+        match k.code {
+            KeyCode::Esc | KeyCode::Enter => app.alert = None,
+            KeyCode::Char('q') if app.mode == Mode::Nav => return Some(Effect::Quit),
+            _ => {}
+        }
+        return None;
     }
     if app.help {
         // Arrows scroll a help taller than the screen; any other key closes
@@ -143,6 +157,15 @@ fn edit_key(app: &mut App, k: KeyEvent) -> Option<Effect> {
 }
 
 fn nav_key(app: &mut App, k: KeyEvent) -> Option<Effect> {
+    if app.export_pending {
+        // Two files per keystroke is too easy to do by accident: confirm.
+        app.export_pending = false;
+        if matches!(k.code, KeyCode::Char('e' | 'y')) {
+            return Some(Effect::Export);
+        }
+        app.notify("export cancelled");
+        return None;
+    }
     // Overlays first: Esc closes the innermost one.
     if k.code == KeyCode::Esc {
         if app.popup.is_some() {
@@ -176,7 +199,7 @@ fn nav_key(app: &mut App, k: KeyEvent) -> Option<Effect> {
             app.mean_heads = !app.mean_heads;
             app.notify(if app.mean_heads { "heads: mean over the selected layer" } else { "heads: single head" });
         }
-        KeyCode::Char('e') => return Some(Effect::Export),
+        KeyCode::Char('e') => ask_export(app),
         KeyCode::PageUp => app.move_head(-1, 0),
         KeyCode::PageDown => app.move_head(1, 0),
         KeyCode::Enter => enter(app),
@@ -184,6 +207,17 @@ fn nav_key(app: &mut App, k: KeyEvent) -> Option<Effect> {
         _ => {}
     }
     None
+}
+
+fn ask_export(app: &mut App) {
+    if app.analysis.is_none() {
+        app.notify_error("nothing to export yet: type a sentence first");
+        return;
+    }
+    app.export_pending = true;
+    let dir = app.export_dir.display().to_string();
+    let dir = if dir == "." { "the current directory (.)".to_string() } else { dir };
+    app.notify(format!("export JSON + HTML to {dir}? e/y: write · other key: cancel · --export-dir picks the folder"));
 }
 
 fn set_pane(app: &mut App, p: Pane) {

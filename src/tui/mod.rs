@@ -21,6 +21,8 @@ pub mod worker;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_abuse;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::Duration;
+
+use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
 
 use crossterm::event::{DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event};
 use crossterm::execute;
@@ -65,7 +69,40 @@ pub enum AppEvent {
     Worker(worker::WorkerEvent),
     /// The input thread could not read the terminal.
     InputError(String),
+    /// A signal from outside (see [`QUIT_SIGNALS`], SIGTSTP, SIGCONT).
+    Signal(i32),
 }
+
+/// Signals that end the explorer like `q` (terminal restored first): a
+/// closed SSH session (HUP), a supervisor or `timeout` (TERM), `kill -INT`,
+/// SIGQUIT. Without handlers they would kill the process in raw mode on the
+/// alternate screen and leave the shell unusable.
+pub const QUIT_SIGNALS: [i32; 4] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT];
+
+/// Why [`event_loop`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopExit {
+    /// `q`, Ctrl-C, or every event source closed.
+    Quit,
+    /// One of [`QUIT_SIGNALS`]: quit like `q`, then exit with 128 + signal.
+    Signal(i32),
+    /// Ctrl-Z or SIGTSTP: restore the terminal, stop, and redraw on SIGCONT.
+    Suspend,
+    /// SIGCONT after a stop from outside: set the terminal up again and redraw.
+    Resume,
+}
+
+/// The explorer was ended by a signal; `main` exits with 128 + the signal
+/// number after the terminal has been restored.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by signal {0} (terminal restored)")]
+pub struct Interrupted(pub i32);
+
+/// The model never loaded: the full error, returned after the terminal is
+/// restored so it is printed on stderr and the exit status is non-zero.
+#[derive(Debug, thiserror::Error)]
+#[error("the model failed to load: {0}")]
+pub struct LoadFailed(pub String);
 
 /// Redraw/tick period when nothing happens (spinner, fading notices).
 const TICK: Duration = Duration::from_millis(200);
@@ -78,15 +115,22 @@ pub fn run(opts: TuiOptions, load: Loader) -> anyhow::Result<()> {
         "the explorer needs an interactive terminal (stdin and stdout must be a TTY); use `expnet explain` in scripts"
     );
     let (themes, warnings) = Theme::load_all(Some(Path::new("themes")));
-    let theme = pick_theme(&themes, opts.theme.as_deref())?;
+    let theme = pick_theme(&themes, &warnings, opts.theme.as_deref())?;
     let color = opts.color.unwrap_or_else(ColorMode::detect);
     let mut examples = samples::builtin();
     examples.extend(opts.examples);
     let mut app = App::new(themes, theme, color, examples, opts.initial_text.as_deref());
-    if let Some(w) = warnings.first() {
-        app.notify_error(w.clone());
+    if !warnings.is_empty() {
+        // Stays up until dismissed: a fading status line is easy to miss.
+        app.show_alert("Theme warning", warnings.join("\n"));
     }
     let export_dir = opts.export_dir.unwrap_or_else(|| PathBuf::from("."));
+    anyhow::ensure!(
+        export_dir.is_dir(),
+        "--export-dir {} is not an existing folder (hint: create it first, e.g. mkdir -p {})",
+        export_dir.display(),
+        export_dir.display()
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("expnet-worker").build()?;
     let (tx, rx) = channel();
@@ -99,25 +143,71 @@ pub fn run(opts: TuiOptions, load: Loader) -> anyhow::Result<()> {
         }),
     );
 
+    // Handlers go in before the terminal changes mode, so no window exists
+    // in which a signal kills the process in raw mode.
+    let mut signals = signal_hook::iterator::Signals::new(QUIT_SIGNALS.iter().copied().chain([SIGTSTP, SIGCONT]))
+        .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
+    let signals_handle = signals.handle();
+    let sig_tx = tx.clone();
+    let sig_thread = std::thread::Builder::new().name("expnet-signals".into()).spawn(move || {
+        for s in signals.forever() {
+            if sig_tx.send(AppEvent::Signal(s)).is_err() {
+                return;
+            }
+        }
+    })?;
+
     let guard = TerminalGuard::enter()?;
     let stop = Arc::new(AtomicBool::new(false));
     let input = spawn_input(tx, stop.clone());
-    let result = Terminal::new(CrosstermBackend::new(std::io::stdout()))
-        .map_err(anyhow::Error::from)
-        .and_then(|mut t| event_loop(&mut t, &mut app, &rx, &|r| worker.send(r), &export_dir));
+    let result = Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(anyhow::Error::from).and_then(|mut t| loop {
+        match event_loop(&mut t, &mut app, &rx, &|r| worker.send(r), &export_dir) {
+            Ok(LoopExit::Suspend) => {
+                restore_terminal();
+                // Stop for real (the handler replaced SIGTSTP's default); the
+                // shell's `fg` sends SIGCONT and execution continues here.
+                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGSTOP);
+                setup_terminal()?;
+                t.clear()?;
+            }
+            Ok(LoopExit::Resume) => {
+                setup_terminal()?;
+                t.clear()?;
+            }
+            other => break other,
+        }
+    });
     app.cancel_all();
     stop.store(true, Ordering::SeqCst);
     drop(guard);
+    signals_handle.close();
     let _ = input.join();
+    let _ = sig_thread.join();
     drop(worker);
     rt.shutdown_background();
-    result
+    let exit = result?;
+    for w in &app.load_warnings {
+        eprintln!("warning: {w}");
+    }
+    match exit {
+        LoopExit::Signal(s) => Err(Interrupted(s).into()),
+        _ => match app.load_error {
+            Some(e) => Err(LoadFailed(e).into()),
+            None => Ok(()),
+        },
+    }
 }
 
-/// Index of the requested theme; an unknown name is an error listing the choices.
-pub fn pick_theme(themes: &[Theme], name: Option<&str>) -> anyhow::Result<usize> {
+/// Index of the requested theme; an unknown name is an error listing the
+/// choices, and a theme file that exists but did not parse is reported with
+/// its file and parse error (from `warnings`) rather than as missing.
+pub fn pick_theme(themes: &[Theme], warnings: &[String], name: Option<&str>) -> anyhow::Result<usize> {
     let Some(name) = name else { return Ok(0) };
     themes.iter().position(|t| t.name.eq_ignore_ascii_case(name)).ok_or_else(|| {
+        let file = format!("{name}.toml");
+        if let Some(w) = warnings.iter().find(|w| w.contains(&file)) {
+            return anyhow::anyhow!("theme '{name}' could not be loaded: {w}");
+        }
         let names: Vec<&str> = themes.iter().map(|t| t.name.as_str()).collect();
         anyhow::anyhow!("unknown theme '{name}'; available: {} (or add themes/{name}.toml)", names.join(", "))
     })
@@ -161,10 +251,11 @@ pub fn event_loop<B: Backend>(
     rx: &Receiver<AppEvent>,
     send: &dyn Fn(worker::Request) -> bool,
     export_dir: &Path,
-) -> anyhow::Result<()>
+) -> anyhow::Result<LoopExit>
 where
     B::Error: Send + Sync + 'static,
 {
+    app.export_dir = export_dir.to_path_buf();
     let mut area = Rect::default();
     let mut dirty = true;
     let mut worker_alive = true;
@@ -187,7 +278,7 @@ where
         let first = match rx.recv_timeout(TICK) {
             Ok(ev) => Some(ev),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => return Ok(LoopExit::Quit),
         };
         if first.is_none() {
             dirty |= app.on_tick();
@@ -196,7 +287,8 @@ where
             dirty = true;
             match ev {
                 AppEvent::Term(e) => match keys::handle_event(app, &e, area) {
-                    Some(keys::Effect::Quit) => return Ok(()),
+                    Some(keys::Effect::Quit) => return Ok(LoopExit::Quit),
+                    Some(keys::Effect::Suspend) => return Ok(LoopExit::Suspend),
                     Some(keys::Effect::Export) => match export::export(app, export_dir) {
                         Ok((j, h)) => app.notify(format!("exported {} and {}", j.display(), h.display())),
                         Err(e) => app.notify_error(format!("export failed: {e:#}")),
@@ -205,6 +297,10 @@ where
                 },
                 AppEvent::Worker(w) => app.on_worker(w),
                 AppEvent::InputError(e) => anyhow::bail!("cannot read the terminal: {e}"),
+                AppEvent::Signal(s) if QUIT_SIGNALS.contains(&s) => return Ok(LoopExit::Signal(s)),
+                AppEvent::Signal(SIGTSTP) => return Ok(LoopExit::Suspend),
+                AppEvent::Signal(SIGCONT) => return Ok(LoopExit::Resume),
+                AppEvent::Signal(_) => {}
             }
         }
     }
@@ -222,17 +318,24 @@ struct TerminalGuard {
 }
 
 fn restore_terminal() {
-    let _ = disable_raw_mode();
     let _ = execute!(std::io::stdout(), DisableMouseCapture, DisableBracketedPaste, LeaveAlternateScreen, crossterm::cursor::Show);
+    let _ = disable_raw_mode();
+}
+
+/// Raw mode, alternate screen, bracketed paste and mouse reporting; also
+/// after a resume, where the shell has put the terminal back in cooked mode.
+fn setup_terminal() -> anyhow::Result<()> {
+    enable_raw_mode().map_err(|e| anyhow::anyhow!("cannot switch the terminal to raw mode: {e}"))?;
+    if let Err(e) = execute!(std::io::stdout(), EnterAlternateScreen, EnableBracketedPaste, EnableMouseCapture) {
+        restore_terminal();
+        anyhow::bail!("cannot set up the terminal: {e}");
+    }
+    Ok(())
 }
 
 impl TerminalGuard {
     fn enter() -> anyhow::Result<Self> {
-        enable_raw_mode().map_err(|e| anyhow::anyhow!("cannot switch the terminal to raw mode: {e}"))?;
-        if let Err(e) = execute!(std::io::stdout(), EnterAlternateScreen, EnableBracketedPaste, EnableMouseCapture) {
-            restore_terminal();
-            anyhow::bail!("cannot set up the terminal: {e}");
-        }
+        setup_terminal()?;
         let previous: Hook = Arc::from(std::panic::take_hook());
         let prev = previous.clone();
         let ui_thread = std::thread::current().id();

@@ -276,6 +276,78 @@ mod tests {
         assert_eq!(top_k_overlap(&[0.0, -9.0, 1.0], &[0.0, 9.0, 1.0], &[true, false, false], 1), Some(1.0));
     }
 
+    /// Arbitrary Unicode text: letters of several scripts, combining marks,
+    /// emoji, zero-width joiners, and many kinds of whitespace.
+    fn random_text(rng: &mut impl rand::Rng) -> String {
+        const POOL: &[char] = &[
+            'a', 'b', 'Z', 'é', 'ß', '漢', '字', 'д', 'ﬁ', '🙂', '👍', '\u{301}', '\u{200d}', '\u{fe0f}', ' ', ' ', '\t', '\n', '\r', '\u{a0}', '\u{3000}', '\u{2028}', '.', ',', '\'',
+        ];
+        let n = rng.gen_range(0..40);
+        (0..n).map(|_| if rng.gen_bool(0.2) { char::from_u32(rng.gen_range(0x20..0x2_0000)).unwrap_or('x') } else { POOL[rng.gen_range(0..POOL.len())] }).collect()
+    }
+
+    /// Pieces the way a WordPiece/BPE tokenizer reports them: each word cut
+    /// into 1–3 pieces with character offsets, between [CLS] and [SEP].
+    fn random_pieces(rng: &mut impl rand::Rng, text: &str) -> Vec<Token> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = vec![tok("[CLS]", 0, 0, None, true)];
+        for (w, (s, e)) in word_spans(text).into_iter().enumerate() {
+            let mut cuts: Vec<usize> = (0..rng.gen_range(0..3)).map(|_| rng.gen_range(s..e)).filter(|c| *c > s).collect();
+            cuts.sort();
+            cuts.dedup();
+            let mut a = s;
+            for b in cuts.into_iter().chain([e]) {
+                let piece: String = chars[a..b].iter().collect();
+                let piece = if a > s { format!("##{piece}") } else { piece };
+                out.push(tok(&piece, a, b, Some(w as u32), false));
+                a = b;
+            }
+        }
+        out.push(tok("[SEP]", chars.len(), chars.len(), None, true));
+        out
+    }
+
+    /// Property test (seeded): on arbitrary Unicode, words are exactly the
+    /// whitespace-separated runs, pieces map back to the text they cover,
+    /// merged words cover every piece once in order, and word scores line
+    /// up with the words.
+    #[test]
+    fn word_and_piece_alignment_holds_on_arbitrary_unicode() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..500u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let text = random_text(&mut rng);
+            let chars: Vec<char> = text.chars().collect();
+            let spans = word_spans(&text);
+            let words: Vec<String> = spans.iter().map(|&(s, e)| chars[s..e].iter().collect()).collect();
+            assert_eq!(words, text.split_whitespace().collect::<Vec<_>>(), "seed {seed}: {text:?}");
+            assert!(spans.windows(2).all(|w| w[0].1 < w[1].0), "seed {seed}: spans sorted, apart");
+            let tokens = random_pieces(&mut rng, &text);
+            let pieces = units(&text, &tokens, false);
+            assert_eq!(pieces.len(), tokens.len(), "seed {seed}");
+            for (i, (u, t)) in pieces.iter().zip(&tokens).enumerate() {
+                if !t.special {
+                    let covered: String = chars[t.start..t.end].iter().collect();
+                    let continues = !tokens[i - 1].special && tokens[i - 1].word == t.word;
+                    let want = if continues && !covered.starts_with("##") { format!("##{covered}") } else { covered };
+                    assert_eq!(u.text, want, "seed {seed}: a piece shows the text it covers");
+                }
+            }
+            let merged = units(&text, &tokens, true);
+            let flat: Vec<usize> = merged.iter().flat_map(|u| u.tokens.clone()).collect();
+            assert_eq!(flat, (0..tokens.len()).collect::<Vec<_>>(), "seed {seed}: every piece once, in order");
+            let merged_words: Vec<&str> = merged.iter().filter(|u| !u.special).map(|u| u.text.as_str()).collect();
+            assert_eq!(merged_words, words.iter().map(String::as_str).collect::<Vec<_>>(), "seed {seed}: merged pieces are the words");
+            let scores: Vec<f32> = (0..tokens.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let ws = word_scores(&text, &tokens, &scores);
+            assert_eq!(ws.len(), words.len(), "seed {seed}");
+            for (w, v) in ws.iter().enumerate() {
+                let best = tokens.iter().zip(&scores).filter(|(t, _)| t.word == Some(w as u32)).map(|(_, s)| s.abs()).fold(0.0f32, f32::max);
+                assert_eq!(*v, best, "seed {seed}: word {w} scores as its strongest piece");
+            }
+        }
+    }
+
     #[test]
     fn f1_against_rationale() {
         let (text, t) = sample();

@@ -228,7 +228,7 @@ impl ExplainBackend for FakeBackend {
         } else {
             Self::fast_scores(analysis, method)?
         };
-        Ok(MethodResult { method: method.to_string(), scores, ms: t0.elapsed().as_secs_f64() * 1000.0 })
+        Ok(MethodResult { method: method.to_string(), scores, ms: t0.elapsed().as_secs_f64() * 1000.0, forward_passes: 1, notes: vec![], label: None, explainer: None })
     }
 }
 

@@ -212,7 +212,7 @@ fn stale_results_are_dropped() {
     assert_eq!(h.app.result("expnet").unwrap().scores, expnet_new);
     // A stray result with an old id does not land either.
     let (_, since) = h.app.request_state();
-    h.app.on_worker(WorkerEvent::Method { id: since - 1, result: MethodResult { method: "rollout".into(), scores: vec![7.0; 4], ms: 1.0 } });
+    h.app.on_worker(WorkerEvent::Method { id: since - 1, result: MethodResult { method: "rollout".into(), scores: vec![7.0; 4], ms: 1.0, forward_passes: 1, notes: vec![], label: None, explainer: None } });
     assert_ne!(h.app.result("rollout").unwrap().scores, vec![7.0; 4]);
 }
 
@@ -245,7 +245,7 @@ fn slow_methods_run_when_compare_opens_and_reuse_the_analysis() {
     h.key(KeyCode::Char('3'));
     let req = h.app.reconcile().expect("compare pane wants the slow method");
     assert!(matches!(&req.job, Job::Explain { methods, .. } if methods == &vec!["occlusion".to_string()]));
-    assert!(matches!(h.app.results.get("occlusion"), Some(Slot::Running(_))));
+    assert!(matches!(h.app.results.get("occlusion"), Some(Slot::Queued)));
     h.serve(req);
     assert!(h.app.result("occlusion").is_some());
     assert_eq!(h.backend.analyzed(), analyses, "cached analysis reused");
@@ -428,8 +428,8 @@ fn load_failure_is_shown_not_fatal() {
 #[test]
 fn unknown_theme_is_a_clear_error() {
     let themes = Theme::builtin();
-    assert_eq!(super::pick_theme(&themes, Some("LIGHT")).unwrap(), 1);
-    let e = super::pick_theme(&themes, Some("neon")).unwrap_err().to_string();
+    assert_eq!(super::pick_theme(&themes, &[], Some("LIGHT")).unwrap(), 1);
+    let e = super::pick_theme(&themes, &[], Some("neon")).unwrap_err().to_string();
     assert!(e.contains("neon") && e.contains("colorblind"), "{e}");
 }
 
@@ -446,7 +446,7 @@ fn event_loop_end_to_end() {
     let sink_tx = tx.clone();
     let worker = super::worker::spawn(
         rt.handle(),
-        Box::new(|| Ok(Arc::new(FakeBackend::new()) as Arc<dyn ExplainBackend>)),
+        Box::new(|_: &super::worker::Warn| Ok(Arc::new(FakeBackend::new()) as Arc<dyn ExplainBackend>)),
         Arc::new(move |ev| {
             let _ = sink_tx.send(super::AppEvent::Worker(ev));
         }),

@@ -38,6 +38,8 @@ pub struct Request {
 pub enum WorkerEvent {
     Loaded { info: BackendInfo, methods: Vec<MethodInfo> },
     LoadFailed(String),
+    /// The model loaded but a part of it did not (sent before `Loaded`).
+    LoadWarning(String),
     Analyzed { id: u64, analysis: Arc<Analysis> },
     AnalyzeFailed { id: u64, text: String, error: String },
     Method { id: u64, result: MethodResult },
@@ -52,8 +54,12 @@ pub enum WorkerEvent {
 /// Where the worker sends its events (the UI's merged event channel).
 pub type Sink = Arc<dyn Fn(WorkerEvent) + Send + Sync>;
 
+/// Reports a non-fatal load problem (e.g. an ExpNet file that does not
+/// load): the model stays usable, the user is told.
+pub type Warn = dyn Fn(String) + Send + Sync;
+
 /// Loads the backend; runs on the worker so the UI is up at once.
-pub type Loader = Box<dyn FnOnce() -> anyhow::Result<Arc<dyn ExplainBackend>> + Send>;
+pub type Loader = Box<dyn FnOnce(&Warn) -> anyhow::Result<Arc<dyn ExplainBackend>> + Send>;
 
 /// The UI's end of the worker. Dropping it stops the worker after its current job.
 pub struct WorkerHandle {
@@ -89,9 +95,10 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Resu
 }
 
 async fn run(load: Loader, mut rx: mpsc::UnboundedReceiver<Request>, sink: Sink) {
+    let warn_sink = sink.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         guarded("model loading", || {
-            let b = load()?;
+            let b = load(&move |w| warn_sink(WorkerEvent::LoadWarning(w)))?;
             let (info, methods) = (b.info(), b.methods());
             Ok((b, info, methods))
         })
@@ -204,7 +211,7 @@ mod tests {
     fn start(b: Arc<FakeBackend>) -> (tokio::runtime::Runtime, WorkerHandle, Receiver<WorkerEvent>) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
         let (tx, rx) = channel();
-        let h = spawn(rt.handle(), Box::new(move || Ok(b as Arc<dyn ExplainBackend>)), Arc::new(move |e| {
+        let h = spawn(rt.handle(), Box::new(move |_: &Warn| Ok(b as Arc<dyn ExplainBackend>)), Arc::new(move |e| {
             let _ = tx.send(e);
         }));
         match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
@@ -323,7 +330,7 @@ mod tests {
         let sink: Sink = Arc::new(move |e| {
             let _ = tx.send(e);
         });
-        let h = spawn(rt.handle(), Box::new(|| Ok(Arc::new(Panicky) as Arc<dyn ExplainBackend>)), sink.clone());
+        let h = spawn(rt.handle(), Box::new(|_: &Warn| Ok(Arc::new(Panicky) as Arc<dyn ExplainBackend>)), sink.clone());
         assert!(matches!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), WorkerEvent::Loaded { .. }));
         h.send(req(1, "good", &["saliency", "nope", "expnet"]));
         let ev = until_finished(&rx, 1);
@@ -332,7 +339,7 @@ mod tests {
         assert!(ev.iter().any(|e| matches!(e, WorkerEvent::Method { result, .. } if result.method == "expnet")), "the worker survives a panic");
 
         let (tx2, rx2) = channel();
-        let _h2 = spawn(rt.handle(), Box::new(|| anyhow::bail!("model.safetensors not found")), Arc::new(move |e| {
+        let _h2 = spawn(rt.handle(), Box::new(|_: &Warn| anyhow::bail!("model.safetensors not found")), Arc::new(move |e| {
             let _ = tx2.send(e);
         }));
         match rx2.recv_timeout(Duration::from_secs(5)).unwrap() {

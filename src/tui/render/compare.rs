@@ -73,7 +73,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let reference = app.reference_method().unwrap_or("—").to_string();
     let inner = framed(app, buf, area, &format!(" 3 Compare · agreement vs {reference} "), app.popup.is_none());
     let Some(analysis) = &app.analysis else {
-        put(buf, inner, inner.x, inner.y, if app.info.is_none() { "loading model…" } else { "type a sentence first" }, theme.muted(mode));
+        put(buf, inner, inner.x, inner.y, super::waiting_message(app, "type a sentence first"), theme.muted(mode));
         return;
     };
     let units = app.units();
@@ -94,8 +94,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
         let sel = ri == app.method;
         let name_style = if sel { theme.selected(mode) } else { theme.base(mode) };
         let marker = if sel { "▶" } else { " " };
-        let slow = if m.slow { "*" } else { "" };
-        put(buf, inner, inner.x, y, &format!("{marker}{:<w$}", ellipsize(&format!("{}{slow}", m.name), NAME_W as usize - 1), w = NAME_W as usize - 1), name_style);
+        put(buf, inner, inner.x, y, &format!("{marker}{:<w$}", method_label(&m.name, m.slow), w = NAME_W as usize - 1), name_style);
         let sx = inner.x + NAME_W;
         match app.results.get(&m.name) {
             Some(Slot::Done(r)) => {
@@ -128,7 +127,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
             Some(Slot::Failed(e)) => {
                 put(buf, inner, sx, y, &format!("failed: {e}"), theme.error(mode));
             }
-            None => {
+            Some(Slot::Queued) | None => {
                 put(buf, inner, sx, y, &format!("{:>8}", "queued"), theme.muted(mode));
             }
         }
@@ -138,6 +137,13 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
         put(buf, inner, inner.x, inner.bottom() - 1, foot, theme.muted(mode));
     }
     let _ = Pane::Compare;
+}
+
+/// Method name cut to the column with the slow marker kept: the name is
+/// shortened, never the `*` that says it only runs while visible.
+pub(super) fn method_label(name: &str, slow: bool) -> String {
+    let w = NAME_W as usize - 1;
+    if slow { format!("{}*", ellipsize(name, w - 1)) } else { ellipsize(name, w) }
 }
 
 pub(super) fn hit(app: &App, area: Rect, x: u16, y: u16) -> Option<Hit> {
@@ -176,6 +182,14 @@ mod tests {
 
     fn u(t: &str) -> Unit {
         Unit { text: t.into(), tokens: vec![0], special: false }
+    }
+
+    #[test]
+    fn long_slow_method_names_keep_their_marker() {
+        assert_eq!(method_label("integrated_gradients", true), "integrate…*");
+        assert_eq!(method_label("integrated_gradients", false), "integrated…");
+        assert_eq!(method_label("lime", true), "lime*");
+        assert!(width(&method_label("kernel_shap_long_name", true)) < NAME_W as usize);
     }
 
     #[test]

@@ -147,10 +147,11 @@ fn selected_matrix(app: &App) -> Option<(Vec<f32>, usize)> {
 
 pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let (theme, mode) = (app.theme(), app.color);
-    let title = format!(" 2 Heads · {} ", selection_label(app));
+    // The selection is named once, in the title; without a model there is none.
+    let title = if app.info.is_some() { format!(" 2 Heads · {} ", selection_label(app)) } else { " 2 Heads ".to_string() };
     let inner = framed(app, buf, area, &title, app.popup.is_none());
     let Some(analysis) = &app.analysis else {
-        put(buf, inner, inner.x, inner.y, if app.info.is_none() { "loading model…" } else { "type a sentence first" }, theme.muted(mode));
+        put(buf, inner, inner.x, inner.y, super::waiting_message(app, "type a sentence first"), theme.muted(mode));
         return;
     };
     if app.zoom.is_some() {
@@ -158,12 +159,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     }
     let a = &analysis.attentions;
     let hint = "←→ head · ↑↓/PgUp/PgDn layer · a mean · Enter zoom";
-    let mut x = put(buf, inner, inner.x, inner.y, &selection_label(app), theme.accent(mode));
-    if let Some(hint_x) = inner.right().checked_sub(width(hint) as u16)
-        && hint_x > x + 2 {
-            x = put(buf, inner, hint_x, inner.y, hint, theme.muted(mode));
-        }
-    let _ = x;
+    put(buf, inner, inner.x, inner.y, hint, theme.muted(mode));
     let Some(g) = grid(app, inner) else {
         put(buf, inner, inner.x, inner.y + 1, "pane too small for the head grid", theme.muted(mode));
         return;

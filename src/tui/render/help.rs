@@ -3,7 +3,7 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 
-use super::{ellipsize, framed, popup_area, put, width};
+use super::{ellipsize, framed, popup_area, put, width, wrap_plain};
 use crate::tui::app::App;
 use crate::tui::keys::KEYS;
 
@@ -36,5 +36,28 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
             let nx = put(buf, inner, x, y, &format!(" {k:<w$}", w = kw - 1), theme.fg(theme.ui.nav, mode));
             put(buf, inner, nx, y, &ellipsize(d, (col_w as usize).saturating_sub(kw)), theme.base(mode));
         }
+    }
+}
+
+/// The alert popup (load error, theme warning): the whole text, wrapped,
+/// until Esc / Enter; a text taller than the screen shows its start and end.
+pub(super) fn alert(app: &App, buf: &mut Buffer, area: Rect, a: &crate::tui::app::Alert) {
+    let (theme, mode) = (app.theme(), app.color);
+    let w = area.width.saturating_sub(4).clamp(1, 100);
+    let lines: Vec<String> = a.text.lines().flat_map(|l| wrap_plain(l, w.saturating_sub(2) as usize)).collect();
+    let r = popup_area(app, buf, area, w, lines.len() as u16 + 3);
+    let inner = framed(app, buf, r, &format!(" {} · Esc closes · Ctrl-C quits ", a.title), true);
+    let rows = inner.height.saturating_sub(1) as usize;
+    let shown: Vec<&String> = if lines.len() <= rows {
+        lines.iter().collect()
+    } else {
+        let head = rows / 2;
+        lines.iter().take(head).chain(lines.iter().skip(lines.len() - (rows - head))).collect()
+    };
+    for (i, l) in shown.iter().enumerate() {
+        put(buf, inner, inner.x, inner.y + i as u16, l, theme.error(mode));
+    }
+    if inner.height > 0 {
+        put(buf, inner, inner.x, inner.bottom() - 1, "(printed on stderr again when you quit)", theme.muted(mode));
     }
 }

@@ -82,8 +82,23 @@ pub fn render(app: &App, f: &mut Frame) {
     if app.help {
         help::render(app, buf, area);
     }
-    if let (Some(pos), false) = (cursor, app.help) {
+    if let Some(al) = &app.alert {
+        help::alert(app, buf, area, al);
+    }
+    if let (Some(pos), false, false) = (cursor, app.help, app.alert.is_some()) {
         f.set_cursor_position(pos);
+    }
+}
+
+/// What a pane says before there is anything to draw: the model is loading,
+/// failed to load, or nothing has been typed yet.
+pub(crate) fn waiting_message(app: &App, idle: &'static str) -> &'static str {
+    if app.load_error.is_some() {
+        "no model: it failed to load (Ctrl-C quits and prints the error)"
+    } else if app.info.is_none() {
+        "loading model…"
+    } else {
+        idle
     }
 }
 
@@ -105,7 +120,7 @@ pub fn hit_test(app: &App, area: Rect, x: u16, y: u16) -> Option<Hit> {
     let a = areas(app, area)?;
     let inside = |r: Rect| x >= r.x && x < r.right() && y >= r.y && y < r.bottom();
     if inside(a.tabs) {
-        return status::tab_hit(x - a.tabs.x);
+        return status::tab_hit(x - a.tabs.x, a.tabs.width);
     }
     if inside(a.input) {
         return Some(Hit::Input);

@@ -10,38 +10,56 @@ use crate::tui::theme::ColorMode;
 
 const BRAND: &str = " expnet ";
 
-/// (x offset, width, pane) of each tab label, shared with mouse hit testing.
-fn tab_cells() -> Vec<(u16, u16, Pane)> {
-    let mut x = width(BRAND) as u16 + 1;
-    Pane::ALL
-        .iter()
-        .map(|p| {
-            let w = width(&tab_label(*p)) as u16;
-            let cell = (x, w, *p);
-            x += w + 1;
-            cell
-        })
-        .collect()
+/// (x offset, width, pane, label) of each tab, shared with mouse hit
+/// testing, and whether the brand fits before them. Narrow terminals drop
+/// the brand, then the padding, then shorten titles: every tab stays visible.
+fn tab_cells(total: u16) -> (bool, Vec<(u16, u16, Pane, String)>) {
+    let full = |p: Pane| format!(" {} {} ", p.index() + 1, p.title());
+    let tight = |p: Pane| format!("{} {}", p.index() + 1, p.title());
+    let short = |p: Pane| format!("{} {}", p.index() + 1, &p.title()[..3]);
+    type Label = fn(Pane) -> String;
+    let variants: [(bool, Label); 4] = [(true, full), (false, full), (false, tight), (false, short)];
+    let layout = |brand: bool, label: Label| {
+        let mut x = if brand { width(BRAND) as u16 + 1 } else { 0 };
+        let cells: Vec<(u16, u16, Pane, String)> = Pane::ALL
+            .iter()
+            .map(|p| {
+                let l = label(*p);
+                let w = width(&l) as u16;
+                let cell = (x, w, *p, l);
+                x += w + 1;
+                cell
+            })
+            .collect();
+        (brand, cells)
+    };
+    let fits = |cells: &[(u16, u16, Pane, String)]| cells.last().is_some_and(|(x, w, _, _)| x + w <= total);
+    for (brand, label) in variants {
+        let (b, cells) = layout(brand, label);
+        if fits(&cells) {
+            return (b, cells);
+        }
+    }
+    layout(false, short)
 }
 
-fn tab_label(p: Pane) -> String {
-    format!(" {} {} ", p.index() + 1, p.title())
-}
-
-pub(super) fn tab_hit(dx: u16) -> Option<Hit> {
-    tab_cells().into_iter().find(|(x, w, _)| dx >= *x && dx < x + w).map(|(_, _, p)| Hit::Tab(p))
+pub(super) fn tab_hit(dx: u16, total: u16) -> Option<Hit> {
+    tab_cells(total).1.into_iter().find(|(x, w, _, _)| dx >= *x && dx < x + w).map(|(_, _, p, _)| Hit::Tab(p))
 }
 
 pub(super) fn tabs(app: &App, buf: &mut Buffer, area: Rect) {
     let (theme, mode) = (app.theme(), app.color);
-    put(buf, area, area.x, area.y, BRAND, theme.accent(mode).add_modifier(Modifier::REVERSED));
-    for (x, _, p) in tab_cells() {
-        let style = if p == app.pane { theme.selected(mode).add_modifier(Modifier::BOLD | Modifier::UNDERLINED) } else { theme.muted(mode) };
-        put(buf, area, area.x + x, area.y, &tab_label(p), style);
+    let (brand, cells) = tab_cells(area.width);
+    if brand {
+        put(buf, area, area.x, area.y, BRAND, theme.accent(mode).add_modifier(Modifier::REVERSED));
+    }
+    for (x, _, p, label) in &cells {
+        let style = if *p == app.pane { theme.selected(mode).add_modifier(Modifier::BOLD | Modifier::UNDERLINED) } else { theme.muted(mode) };
+        put(buf, area, area.x + x, area.y, label, style);
     }
     let right = format!("{} · {} ", app.method_name().unwrap_or("—"), theme.name);
     let rw = width(&right) as u16;
-    let end = tab_cells().last().map_or(0, |(x, w, _)| x + w);
+    let end = cells.last().map_or(0, |(x, w, _, _)| x + w);
     if area.width > end + rw + 1 {
         put(buf, area, area.right() - rw, area.y, &right, theme.muted(mode));
     }
@@ -90,6 +108,7 @@ pub(super) fn prediction(app: &App, buf: &mut Buffer, area: Rect) {
     let pred = app.analysis.as_ref().and_then(|a| a.prediction.as_ref());
     let Some(p) = pred else {
         let msg = match (&app.info, &app.analysis) {
+            (None, _) if app.load_error.is_some() => "prediction: no model (it failed to load)",
             (None, _) => "prediction: waiting for the model…",
             (Some(_), Some(_)) => "prediction: none (bare encoder, no classification head)",
             (Some(_), None) => "prediction: —",

@@ -85,13 +85,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
         return;
     }
     let Some(analysis) = &app.analysis else {
-        let msg = if app.load_error.is_some() {
-            "the model did not load: see the status line"
-        } else if app.info.is_none() {
-            "loading model…"
-        } else {
-            "type a sentence to see which tokens drive the prediction"
-        };
+        let msg = super::waiting_message(app, "type a sentence to see which tokens drive the prediction");
         put(buf, inner, inner.x, inner.y, msg, theme.muted(mode));
         return;
     };
@@ -113,6 +107,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     }
     x = put(buf, inner, x, inner.y, &format!(" {hi}"), theme.muted(mode));
     let state = match app.results.get(method) {
+        Some(Slot::Queued) => "  queued (fast methods first)".into(),
         Some(Slot::Running(f)) => format!("  computing {}", gauge(*f, 16)),
         Some(Slot::Failed(e)) => format!("  failed: {e}"),
         Some(Slot::Done(r)) => format!("  {:.1} ms", r.ms),
@@ -125,11 +120,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
         && let Some(u) = units.get(app.token) {
             let raw = result.and_then(|r| unit_score(u, &r.scores));
             let n = norm.as_ref().and_then(|n| n.values.get(app.token).copied().flatten());
-            let txt = match (raw, n) {
-                (Some(r), Some(n)) => format!("▶ {:?}  score {r:.4}  (scale {n:+.2})  ←/→ select · Enter: all methods", u.text),
-                (Some(r), None) => format!("▶ {:?}  score {r:.4}  (special token, not on the scale)", u.text),
-                _ => format!("▶ {:?}", u.text),
-            };
+            let txt = selected_line(&u.text, raw, n);
             put(buf, inner, inner.x, inner.y + 1, &txt, theme.base(mode));
         }
 
@@ -160,20 +151,46 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     }
 }
 
+/// The selected unit's line: its text (cut, so the score stays on screen),
+/// raw score, and where it sits on the colour scale, said in words.
+fn selected_line(text: &str, raw: Option<f32>, n: Option<f32>) -> String {
+    let t = format!("{:?}", ellipsize(text, 24));
+    match (raw, n) {
+        (Some(r), Some(n)) => format!("▶ {t}  score {}  colour {n:+.2} (±1 = strongest)  ←/→ · Enter: all methods", fmt_score(r)),
+        (Some(r), None) => format!("▶ {t}  score {}  (special token, not coloured)", fmt_score(r)),
+        _ => format!("▶ {t}"),
+    }
+}
+
+/// A score with four decimals, or in scientific notation when that would
+/// print a non-zero score as 0.0000.
+pub(crate) fn fmt_score(s: f32) -> String {
+    if s != 0.0 && s.abs() < 5e-5 { format!("{s:+.2e}") } else { format!("{s:+.4}") }
+}
+
+/// Units of the "most important" list: non-special, non-zero scores, by
+/// magnitude (a zero score is not important, whatever its rank).
+fn ranked_units(units: &[Unit], scores: &[f32]) -> Vec<(usize, f32)> {
+    let mut ranked: Vec<(usize, f32)> =
+        units.iter().enumerate().filter(|(_, u)| !u.special).filter_map(|(i, u)| unit_score(u, scores).map(|s| (i, s))).filter(|(_, s)| *s != 0.0).collect();
+    ranked.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    ranked
+}
+
 /// The five most important units with their raw scores and a bar, so the
 /// ranking is readable without judging colours.
 fn top_list(app: &App, buf: &mut Buffer, inner: Rect, y: u16, units: &[Unit], scores: &[f32], norm: &crate::tui::scores::Normalized) {
     let (theme, mode) = (app.theme(), app.color);
-    let mut ranked: Vec<(usize, f32)> = units.iter().enumerate().filter(|(_, u)| !u.special).filter_map(|(i, u)| unit_score(u, scores).map(|s| (i, s))).collect();
-    ranked.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-    put(buf, inner, inner.x, y, "most important", theme.muted(mode).add_modifier(Modifier::BOLD));
+    let ranked = ranked_units(units, scores);
+    let title = if ranked.is_empty() { "most important: every token scored 0" } else { "most important" };
+    put(buf, inner, inner.x, y, title, theme.muted(mode).add_modifier(Modifier::BOLD));
     let lw = ranked.iter().take(5).map(|(i, _)| width(&units[*i].text).min(16)).max().unwrap_or(0);
     let bar_w = (inner.width as usize).saturating_sub(lw + 14).min(40);
     for (row, (i, s)) in ranked.iter().take(5).enumerate() {
         let yy = y + 1 + row as u16;
         let v = norm.values.get(*i).copied().flatten();
         let x = put(buf, inner, inner.x, yy, &format!("{:>lw$} ", ellipsize(&units[*i].text, 16)), if *i == app.token { theme.accent(mode) } else { theme.base(mode) });
-        let x = put(buf, inner, x, yy, &format!("{s:>+9.4} "), theme.muted(mode));
+        let x = put(buf, inner, x, yy, &format!("{:>9} ", fmt_score(*s)), theme.muted(mode));
         let filled = v.map_or(0, |v| (v.abs() * bar_w as f32).round() as usize).max(1);
         let style = if mode == ColorMode::NoColor { Style::default().add_modifier(Modifier::REVERSED) } else { theme.heat_style(v, norm.signed, mode) };
         put(buf, inner, x, yy, &" ".repeat(filled), style);
@@ -213,7 +230,7 @@ pub(super) fn popup(app: &App, buf: &mut Buffer, area: Rect, unit: usize) {
     for (i, m) in app.methods.iter().enumerate().take(inner.height as usize) {
         let y = inner.y + i as u16;
         let style = if i == app.method { theme.accent(mode) } else { theme.base(mode) };
-        let x = put(buf, inner, inner.x, y, &format!("{:<12} ", ellipsize(&m.name, 12)), style);
+        let x = put(buf, inner, inner.x, y, &format!("{:<12} ", super::compare::method_label(&m.name, m.slow)), style);
         match app.results.get(&m.name) {
             Some(Slot::Done(res)) => {
                 let norm = unit_values(&units, &res.scores);
@@ -228,6 +245,9 @@ pub(super) fn popup(app: &App, buf: &mut Buffer, area: Rect, unit: usize) {
             Some(Slot::Running(f)) => {
                 put(buf, inner, x, y, &gauge(*f, 24), theme.muted(mode));
             }
+            Some(Slot::Queued) => {
+                put(buf, inner, x, y, "queued…", theme.muted(mode));
+            }
             Some(Slot::Failed(e)) => {
                 put(buf, inner, x, y, &format!("failed: {e}"), theme.error(mode));
             }
@@ -235,5 +255,31 @@ pub(super) fn popup(app: &App, buf: &mut Buffer, area: Rect, unit: usize) {
                 put(buf, inner, x, y, "queued…", theme.muted(mode));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(t: &str, special: bool) -> Unit {
+        Unit { text: t.into(), tokens: vec![0], special }
+    }
+
+    #[test]
+    fn zero_scores_are_not_most_important() {
+        let units: Vec<Unit> = ["[CLS]", "a", "good", "film"].iter().enumerate().map(|(i, t)| Unit { tokens: vec![i], ..unit(t, i == 0) }).collect();
+        let ranked = ranked_units(&units, &[0.9, 0.0, -0.5, 0.0]);
+        assert_eq!(ranked, vec![(2, -0.5)]);
+        assert!(ranked_units(&units, &[0.9, 0.0, 0.0, 0.0]).is_empty());
+        assert_eq!(fmt_score(0.00001), "+1.00e-5");
+        assert_eq!(fmt_score(0.5), "+0.5000");
+    }
+
+    #[test]
+    fn a_huge_token_leaves_room_for_its_score() {
+        let line = selected_line(&"x".repeat(1000), Some(0.25), Some(0.5));
+        assert!(line.find("score +0.2500").is_some_and(|i| i < 40), "{line}");
+        assert!(line.contains("±1 = strongest"), "the scale is explained: {line}");
     }
 }
