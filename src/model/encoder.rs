@@ -169,6 +169,29 @@ impl Layer {
     }
 }
 
+/// The weights of one layer's attention block that decomposition methods
+/// (value norms, ALTI) need to split its output into per-token parts. Read
+/// from the loaded encoder, so the forward pass itself is untouched: with the
+/// layer's input (a hidden state) and its attention probabilities, these give
+/// every per-head transformed vector `f_h(x_j) = (x_j W_V + b_V)_h W_O^h`.
+#[derive(Clone, Debug)]
+pub struct AttentionBlockParams {
+    /// `[hidden, hidden]`, torch layout (`out × in`).
+    pub value_weight: Tensor,
+    pub value_bias: Option<Tensor>,
+    /// Output projection `W_O`, `[hidden, hidden]` (`out × in`, heads along `in`).
+    pub out_weight: Tensor,
+    pub out_bias: Option<Tensor>,
+    /// Layer norm after the residual connection: gain, bias, epsilon.
+    pub norm_weight: Tensor,
+    pub norm_bias: Tensor,
+    pub norm_eps: f64,
+    /// Layer norm after the feed-forward block (GlobEnc carries the pieces through it).
+    pub output_norm_weight: Tensor,
+    pub output_norm_bias: Tensor,
+    pub output_norm_eps: f64,
+}
+
 /// Classification heads as transformers defines them.
 pub(super) enum Head {
     /// BERT: tanh(pooler.dense(h[CLS])) → classifier.
@@ -319,6 +342,37 @@ impl Encoder {
             head: None,
             cfg,
         }
+    }
+
+    /// Attention-block weights of `layer` (see [`AttentionBlockParams`]).
+    pub fn attention_block(&self, layer: usize) -> Option<AttentionBlockParams> {
+        let l = self.layers.get(layer)?;
+        Some(AttentionBlockParams {
+            value_weight: l.value.weight().clone(),
+            value_bias: l.value.bias().cloned(),
+            out_weight: l.attn_out.weight().clone(),
+            out_bias: l.attn_out.bias().cloned(),
+            norm_weight: l.attn_norm.weight.clone(),
+            norm_bias: l.attn_norm.bias.clone(),
+            norm_eps: l.attn_norm.eps,
+            output_norm_weight: l.out_norm.weight.clone(),
+            output_norm_bias: l.out_norm.bias.clone(),
+            output_norm_eps: l.out_norm.eps,
+        })
+    }
+
+    /// The feed-forward block of `layer` alone, `FFN(h)` without residual or
+    /// norm, for `[.., hidden]` inputs (inference; decomposition methods need
+    /// the state the second layer norm sees).
+    pub fn feed_forward(&self, layer: usize, h: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let Some(l) = self.layers.get(layer) else { return Ok(None) };
+        let inter = l.ffn_in.forward(h)?;
+        let inter = match self.cfg.activation {
+            Activation::Gelu => inter.gelu_erf()?,
+            Activation::GeluTanh => inter.gelu()?,
+            Activation::Relu => inter.relu()?,
+        };
+        l.ffn_out.forward(&inter).map(Some)
     }
 
     /// The classification head applied to any hidden vectors `[n, hidden]`
