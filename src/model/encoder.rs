@@ -12,6 +12,14 @@ use super::weights::Weights;
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{Embedding, Linear};
 
+use super::ops;
+
+/// A linear layer: the fused frozen-weight op when enabled (input gradient
+/// only), candle-nn's otherwise.
+fn linear(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    if ops::fused() { ops::linear::linear_input_grad(layer, x) } else { layer.forward(x) }
+}
+
 /// How to run the encoder.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RunMode {
@@ -66,6 +74,9 @@ impl LayerNorm {
     }
 
     fn forward(&self, x: &Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
+        if ops::fused() && x.device().is_cpu() {
+            return ops::norm::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
+        }
         if !mode.differentiable && x.is_contiguous() {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
         }
@@ -251,14 +262,16 @@ impl Encoder {
         let mut attentions = Vec::with_capacity(self.layers.len());
         let mut probes = Vec::new();
         for layer in &self.layers {
-            let q = split(layer.query.forward(&x)?)?;
-            let k = split(layer.key.forward(&x)?)?;
-            let v = split(layer.value.forward(&x)?)?;
+            let q = split(linear(&layer.query, &x)?)?;
+            let k = split(linear(&layer.key, &x)?)?;
+            let v = split(linear(&layer.value, &x)?)?;
             let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
             if let Some(m) = &additive_mask {
                 scores = scores.broadcast_add(m)?;
             }
-            let mut probs = if mode.differentiable {
+            let mut probs = if ops::fused() && scores.device().is_cpu() {
+                ops::softmax::softmax_last_dim(&scores)?
+            } else if mode.differentiable {
                 candle_nn::ops::softmax(&scores, D::Minus1)?
             } else {
                 candle_nn::ops::softmax_last_dim(&scores)?
@@ -271,15 +284,16 @@ impl Encoder {
             attentions.push(probs.clone());
             let probs_d = dropout(probs, mode)?;
             let ctx = probs_d.matmul(&v)?.transpose(1, 2)?.reshape((batch, len, hidden))?;
-            let attn = dropout(layer.attn_out.forward(&ctx)?, mode)?;
+            let attn = dropout(linear(&layer.attn_out, &ctx)?, mode)?;
             let h = layer.attn_norm.forward(&(attn + &x)?, mode)?;
-            let inter = layer.ffn_in.forward(&h)?;
+            let inter = linear(&layer.ffn_in, &h)?;
             let inter = match cfg.activation {
+                Activation::Gelu if ops::fused() && inter.device().is_cpu() => ops::gelu::gelu_erf(&inter)?,
                 Activation::Gelu => inter.gelu_erf()?,
                 Activation::GeluTanh => inter.gelu()?,
                 Activation::Relu => inter.relu()?,
             };
-            let out = dropout(layer.ffn_out.forward(&inter)?, mode)?;
+            let out = dropout(linear(&layer.ffn_out, &inter)?, mode)?;
             x = layer.out_norm.forward(&(out + &h)?, mode)?;
             hidden_states.push(x.clone());
         }

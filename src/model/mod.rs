@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod encoder;
+pub mod ops;
 mod resolve;
 mod tensor;
 mod token;
