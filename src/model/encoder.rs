@@ -265,12 +265,17 @@ impl Encoder {
             let q = split(linear(&layer.query, &x)?)?;
             let k = split(linear(&layer.key, &x)?)?;
             let v = split(linear(&layer.value, &x)?)?;
-            let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+            let fused_softmax = ops::fused() && q.device().is_cpu();
+            let raw_scores = q.matmul(&k.t()?.contiguous()?)?;
+            // The fused softmax applies the scale itself (one pass less).
+            let mut scores = if fused_softmax { raw_scores } else { (raw_scores * scale)? };
             if let Some(m) = &additive_mask {
-                scores = scores.broadcast_add(m)?;
+                // Divided by the scale the fused softmax multiplies by: still ≈ −1e9·√d.
+                let m = if fused_softmax { (m / scale)? } else { m.clone() };
+                scores = scores.broadcast_add(&m)?;
             }
-            let mut probs = if ops::fused() && scores.device().is_cpu() {
-                ops::softmax::softmax_last_dim(&scores)?
+            let mut probs = if fused_softmax {
+                ops::softmax::scaled_softmax_last_dim(&scores, scale as f32)?
             } else if mode.differentiable {
                 candle_nn::ops::softmax(&scores, D::Minus1)?
             } else {

@@ -1,22 +1,30 @@
-//! Softmax over the last dimension with an analytic backward:
-//! `dx = y ⊙ (g − Σ g⊙y)` per row, one pass instead of candle's five ops.
+//! Softmax over the last dimension, of `scale · x`, with an analytic backward:
+//! `dx = scale · y ⊙ (g − Σ g⊙y)` per row, one pass instead of candle's five
+//! ops (six with the attention scaling folded in).
 
 use super::gelu::{exp, has_avx2};
 use super::{for_rows, slice, with_values};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-struct SoftmaxLastDim;
+struct SoftmaxLastDim {
+    scale: f32,
+}
 
-/// Softmax of a contiguous f32 tensor over its last dimension.
+/// Softmax of an f32 tensor over its last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(SoftmaxLastDim)
+    scaled_softmax_last_dim(x, 1.0)
+}
+
+/// `softmax(scale · x)` over the last dimension (attention scores).
+pub fn scaled_softmax_last_dim(x: &Tensor, scale: f32) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(SoftmaxLastDim { scale })
 }
 
 #[inline(always)]
-fn forward_body(x: &[f32], y: &mut [f32]) {
+fn forward_body(x: &[f32], y: &mut [f32], scale: f32) {
     let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for (o, &v) in y.iter_mut().zip(x) {
-        *o = exp(v - m);
+        *o = exp((v - m) * scale);
     }
     let inv = 1.0 / y.iter().sum::<f32>();
     y.iter_mut().for_each(|o| *o *= inv);
@@ -24,17 +32,17 @@ fn forward_body(x: &[f32], y: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2(x: &[f32], y: &mut [f32]) {
-    forward_body(x, y)
+unsafe fn forward_avx2(x: &[f32], y: &mut [f32], scale: f32) {
+    forward_body(x, y, scale)
 }
 
-fn forward_row(x: &[f32], y: &mut [f32]) {
+fn forward_row(x: &[f32], y: &mut [f32], scale: f32) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports the features the function was compiled for.
-        return unsafe { forward_avx2(x, y) };
+        return unsafe { forward_avx2(x, y, scale) };
     }
-    forward_body(x, y)
+    forward_body(x, y, scale)
 }
 
 impl CustomOp1 for SoftmaxLastDim {
@@ -46,12 +54,17 @@ impl CustomOp1 for SoftmaxLastDim {
         let x = slice(s, l)?;
         let n = l.dims().last().copied().unwrap_or(1).max(1);
         let mut y = vec![0f32; x.len()];
-        for_rows(&mut y, n, |i, row| forward_row(&x[i * n..(i + 1) * n], row));
+        if self.scale <= 0.0 {
+            candle_core::bail!("softmax: scale must be positive (got {})", self.scale);
+        }
+        let scale = self.scale;
+        for_rows(&mut y, n, |i, row| forward_row(&x[i * n..(i + 1) * n], row, scale));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let n = res.dims().last().copied().unwrap_or(1).max(1);
+        let scale = self.scale;
         let dx = with_values(res, |y| {
             with_values(grad, |g| {
                 let mut dx = vec![0f32; y.len()];
@@ -59,7 +72,7 @@ impl CustomOp1 for SoftmaxLastDim {
                     let (y, g) = (&y[i * n..(i + 1) * n], &g[i * n..(i + 1) * n]);
                     let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
                     for ((o, &yv), &gv) in row.iter_mut().zip(y).zip(g) {
-                        *o = yv * (gv - dot);
+                        *o = scale * yv * (gv - dot);
                     }
                 });
                 Ok(dx)

@@ -70,6 +70,10 @@ fn softmax_gradients() {
     let plain = |t: &Tensor| candle_nn::ops::softmax(t, D::Minus1).unwrap();
     check_finite_differences("softmax", &fused, &x, &r, 1e-2, 2e-3);
     check_against_unfused("softmax", &fused, &plain, &x, 1e-5);
+    let scaled = |t: &Tensor| super::softmax::scaled_softmax_last_dim(t, 0.125).unwrap();
+    let plain_scaled = |t: &Tensor| candle_nn::ops::softmax(&(t * 0.125).unwrap(), D::Minus1).unwrap();
+    check_finite_differences("scaled softmax", &scaled, &x, &r, 1e-2, 2e-3);
+    check_against_unfused("scaled softmax", &scaled, &plain_scaled, &x, 1e-5);
     // Rows with -1e9 entries (padding) keep finite values that sum to one.
     let masked = Tensor::new(&[[0.5f32, -1e9, 1.0, -1e9]], &Device::Cpu).unwrap();
     let y = values(&softmax_last_dim(&masked).unwrap());
