@@ -14,6 +14,8 @@ const EXPNET: &[u8] = include_bytes!("../assets/expnet/minilm-sst2.safetensors")
 
 /// Name shown for the embedded model.
 pub const DEFAULT_MODEL_NAME: &str = "embedded:minilm-sst2";
+/// Name shown for the embedded ExpNet.
+pub const DEFAULT_EXPNET_NAME: &str = "embedded:expnet-minilm-sst2";
 
 /// Loads the embedded default classifier.
 pub fn default_model() -> anyhow::Result<Model> {

@@ -16,6 +16,8 @@ fn main() {
         Some(Command::Explain(args)) => expnet::cli::explain::run(args, load_model),
         Some(Command::Finetune(args)) => expnet::cli::finetune::run(args, load_model),
         Some(Command::Train(args)) => expnet::cli::train::run(args, load_model),
+        Some(Command::Distill(args)) => expnet::cli::distill::run(args, load_model),
+        Some(Command::Inspect(args)) => expnet::cli::inspect::run(args, load_model),
         Some(Command::Bench(args)) => expnet::cli::bench::run(args, load_model),
         Some(Command::Eval(args)) => expnet::cli::eval::run(args, load_model),
         Some(Command::Tui(args)) => expnet::cli::tui::run(args.clone(), load_model),

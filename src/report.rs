@@ -25,6 +25,10 @@ pub fn prediction_json(p: &Prediction) -> Value {
 /// A method's result with its wall-clock time.
 pub struct TimedExplanation {
     pub method: String,
+    /// Display name with provenance (`expnet≈occlusion`); equals `method` for most.
+    pub label: String,
+    /// The method's provenance object (ExpNet's `explainer`), if it has one.
+    pub explainer: Option<Value>,
     pub explanation: Explanation,
     pub ms: f64,
 }
@@ -61,7 +65,13 @@ pub fn run_methods(
             explanation.scores.len(),
             enc.len()
         );
-        out.push(TimedExplanation { method: m.name().to_owned(), explanation, ms: (t0.elapsed() + input.take_reused_cost()).as_secs_f64() * 1e3 });
+        out.push(TimedExplanation {
+            method: m.name().to_owned(),
+            label: m.label(),
+            explainer: m.provenance(),
+            explanation,
+            ms: (t0.elapsed() + input.take_reused_cost()).as_secs_f64() * 1e3,
+        });
     }
     Ok(out)
 }
@@ -83,6 +93,12 @@ pub fn report_json(
         m.insert("forward_passes".into(), json!(e.explanation.forward_passes));
         for (k, v) in &e.explanation.notes {
             m.insert(k.clone(), json!(v));
+        }
+        if e.label != e.method {
+            m.insert("label".into(), json!(e.label));
+        }
+        if let Some(x) = &e.explainer {
+            m.insert("explainer".into(), x.clone());
         }
         ex.insert(e.method.clone(), Value::Object(m));
     }

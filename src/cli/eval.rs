@@ -17,7 +17,7 @@ pub struct EvalArgs {
     /// Model folder or hub id (default: the embedded classifier).
     #[arg(long)]
     pub model: Option<String>,
-    /// ExpNet file (default: the embedded one when it fits the model).
+    /// ExpNet file (default: one trained for this very model, if any).
     #[arg(long)]
     pub expnet: Option<String>,
     /// DATASET:PATH (sst, movies, hatexplain, esnli).
@@ -39,11 +39,19 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: &EvalArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<crate::model::Model>) -> anyhow::Result<()> {
+    let selection = super::methods::parse(&args.methods)?;
     let split: Split = args.split.parse()?;
     let ds = data::load(&args.data, split)?;
     let model = load_model(args.model.as_deref())?;
-    let expnet = super::methods::load_expnet(args.expnet.as_deref(), model.num_layers(), model.num_heads())?;
-    let methods = super::methods::build(&args.methods, expnet.as_ref().map(|(n, _)| n))?;
+    let expnet = super::methods::choose_expnet(args.expnet.as_deref(), &model)?;
+    let list = super::methods::build(&selection, &model, &expnet)?;
+    if let Some(note) = expnet.net.as_ref().and_then(|(_, e)| e.notice()) {
+        eprintln!("{note}");
+    }
+    for line in &list.skipped {
+        eprintln!("note: {line}");
+    }
+    let methods = list.methods;
     let methods = with_random_baseline(methods, 7);
     let opts = EvalOptions { limit: args.limit, faithfulness: !args.no_faithfulness, ..Default::default() };
     let t0 = std::time::Instant::now();

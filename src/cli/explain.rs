@@ -1,6 +1,6 @@
 //! `expnet explain`: headless explanations as JSON Lines or a table.
 
-use crate::explain::{Progress, parse_list};
+use crate::explain::Progress;
 use crate::model::Model;
 use crate::report::{TimedExplanation, report_json, run_methods};
 use anyhow::Context;
@@ -24,9 +24,12 @@ pub struct ExplainArgs {
     /// Include every attention matrix `[layer][head][query][key]` in the JSON.
     #[arg(long)]
     pub attentions: bool,
-    /// Comma-separated methods, or `all`.
+    /// Comma-separated methods, or `all` (ExpNet included when one applies to the model).
     #[arg(long, default_value = "attention,rollout")]
     pub methods: String,
+    /// ExpNet file (default: one trained for this very model, if any; see README "Which ExpNet").
+    #[arg(long)]
+    pub expnet: Option<String>,
     /// Class index to explain (default: the predicted class).
     #[arg(long)]
     pub target: Option<usize>,
@@ -38,9 +41,18 @@ pub struct ExplainArgs {
 }
 
 pub fn run(args: &ExplainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
+    let selection = super::methods::parse(&args.methods)?;
     let texts = collect_inputs(args)?;
-    let methods = parse_list(&args.methods)?;
     let model = load_model(args.model.as_deref())?;
+    let expnet = super::methods::choose_expnet(args.expnet.as_deref(), &model)?;
+    let list = super::methods::build(&selection, &model, &expnet)?;
+    if let Some(note) = expnet.net.as_ref().and_then(|(_, e)| e.notice()) {
+        eprintln!("{note}");
+    }
+    for line in &list.skipped {
+        eprintln!("note: {line}");
+    }
+    let methods = list.methods;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for text in texts {
@@ -104,7 +116,7 @@ fn write_table(
     let width = enc.tokens.iter().map(|t| t.text.chars().count()).max().unwrap_or(5).max(5);
     write!(out, "{:<width$}", "token")?;
     for r in results {
-        write!(out, " {:>12}", truncate(&r.method, 12))?;
+        write!(out, " {:>12}", truncate(&r.label, 12))?;
     }
     writeln!(out)?;
     for (i, t) in enc.tokens.iter().enumerate() {

@@ -1,43 +1,135 @@
-//! Building the method list from `--methods`, with ExpNet added when available.
+//! The one place that turns `--methods` (and `--expnet`) into the method
+//! list, used by `explain`, `eval`, `bench` and the explorer alike.
+//!
+//! Names are checked by [`parse`] before any model loads, so a typo fails in
+//! milliseconds; [`build`] then instantiates them for the loaded model, with
+//! the ExpNet [`crate::expnet::provenance::choose`] picked for it.
 
 use crate::explain::{Attribution, METHOD_NAMES, create};
-use crate::expnet::{ExpNet, ExpNetMethod};
+use crate::expnet::provenance::{ExpNetChoice, choose};
+use crate::expnet::{ExpNetMethod, ExpNet};
+use crate::model::Model;
 use std::sync::Arc;
 
-/// Loads `--expnet FILE`, or the embedded default when it fits the model.
-pub fn load_expnet(path: Option<&str>, layers: usize, heads: usize) -> anyhow::Result<Option<(Arc<ExpNet>, String)>> {
-    match path {
-        Some(p) => {
-            let net = ExpNet::load(p)?;
-            net.check_compatible(layers, heads)?;
-            Ok(Some((Arc::new(net), p.to_owned())))
-        }
-        None => Ok(crate::assets::default_expnet()
-            .ok()
-            .filter(|n| n.check_compatible(layers, heads).is_ok())
-            .map(|n| (Arc::new(n), "embedded:expnet-minilm-sst2".to_owned()))),
-    }
+/// Aliases accepted on the command line besides [`METHOD_NAMES`].
+const ALIASES: &[&str] = &["ig", "shap"];
+
+/// A checked `--methods` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// `all`: ExpNet when one applies, then every method the model supports.
+    All,
+    /// The named methods, in the given order.
+    Names(Vec<String>),
 }
 
-/// `all` = ExpNet (when loaded) then every registered method.
-pub fn build(list: &str, expnet: Option<&Arc<ExpNet>>) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
-    let names: Vec<String> = if list.trim() == "all" {
-        expnet.iter().map(|_| "expnet".to_string()).chain(METHOD_NAMES.iter().map(|s| s.to_string())).collect()
-    } else {
-        list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
-    };
-    anyhow::ensure!(!names.is_empty(), "no method given (valid: expnet, {}, or all)", METHOD_NAMES.join(", "));
-    names
-        .iter()
-        .map(|n| {
-            if n == "expnet" {
-                let net = expnet.ok_or_else(|| {
-                    anyhow::anyhow!("method expnet needs an ExpNet for this model (hint: pass --expnet FILE, trained with `expnet train`)")
-                })?;
-                Ok(Arc::new(ExpNetMethod::new(net.clone())) as Arc<dyn Attribution>)
-            } else {
-                create(n).map_err(|e| anyhow::anyhow!("{e} (also: expnet)"))
-            }
+fn valid_names() -> String {
+    format!("expnet, {}, or all", METHOD_NAMES.join(", "))
+}
+
+/// Checks a comma-separated `--methods` value without loading anything.
+pub fn parse(list: &str) -> anyhow::Result<Selection> {
+    if list.trim() == "all" {
+        return Ok(Selection::All);
+    }
+    let names: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    anyhow::ensure!(!names.is_empty(), "no method given (valid: {})", valid_names());
+    for n in &names {
+        if n != "expnet" && !METHOD_NAMES.contains(&n.as_str()) && !ALIASES.contains(&n.as_str()) {
+            anyhow::bail!("unknown method \"{n}\" (valid: {})", valid_names());
+        }
+    }
+    Ok(Selection::Names(names))
+}
+
+/// The built list, and one line per method left out of `all` and why.
+pub struct MethodList {
+    pub methods: Vec<Arc<dyn Attribution>>,
+    pub skipped: Vec<String>,
+}
+
+/// The ExpNet for `model`: `--expnet FILE` or, by the provenance rules,
+/// the built-in one only when it was trained for this very model.
+pub fn choose_expnet(explicit: Option<&str>, model: &Model) -> anyhow::Result<ExpNetChoice> {
+    let embedded = crate::assets::default_expnet().ok().map(|n| (n, crate::assets::DEFAULT_EXPNET_NAME));
+    choose(explicit, model, embedded)
+}
+
+/// Instantiates `selection` for `model` with the chosen ExpNet.
+pub fn build(selection: &Selection, model: &Model, expnet: &ExpNetChoice) -> anyhow::Result<MethodList> {
+    let expnet_method = || -> Option<Arc<dyn Attribution>> {
+        expnet.net.as_ref().map(|(net, explainer)| {
+            Arc::new(ExpNetMethod::with_explainer(net.clone(), explainer.clone())) as Arc<dyn Attribution>
         })
-        .collect()
+    };
+    let mut skipped = Vec::new();
+    let methods = match selection {
+        Selection::All => {
+            let mut out = Vec::new();
+            match expnet_method() {
+                Some(m) => out.push(m),
+                None => skipped.extend(expnet.skipped.as_ref().map(|why| format!("expnet skipped: {why}"))),
+            }
+            let mut headless = Vec::new();
+            for name in METHOD_NAMES {
+                let m = create(name)?;
+                if m.needs_classifier() && !model.is_classifier() {
+                    headless.push(*name);
+                } else {
+                    out.push(m);
+                }
+            }
+            if !headless.is_empty() {
+                skipped.push(format!(
+                    "{} skipped: {} is a bare encoder without a classification head",
+                    headless.join(", "),
+                    model.name
+                ));
+            }
+            out
+        }
+        Selection::Names(names) => names
+            .iter()
+            .map(|n| {
+                if n == "expnet" {
+                    expnet_method().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "method expnet is unavailable: {}",
+                            expnet.skipped.as_deref().unwrap_or("no ExpNet for this model (hint: pass --expnet FILE)")
+                        )
+                    })
+                } else {
+                    create(n)
+                }
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    Ok(MethodList { methods, skipped })
+}
+
+/// Builds a method list from code (tests, library users): `list` is parsed
+/// and built with `net` as an ExpNet of unknown provenance.
+pub fn build_simple(list: &str, model: &Model, net: Option<Arc<ExpNet>>) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
+    let choice = match net {
+        Some(n) => {
+            let explainer = crate::expnet::Explainer::describe(&n, "in-memory", model);
+            ExpNetChoice { net: Some((n, explainer)), skipped: None }
+        }
+        None => ExpNetChoice::none("no ExpNet given"),
+    };
+    Ok(build(&parse(list)?, model, &choice)?.methods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_rejects_unknown_names_and_accepts_expnet_aliases_and_all() {
+        assert_eq!(parse("all").unwrap(), Selection::All);
+        assert_eq!(parse(" expnet, ig ,").unwrap(), Selection::Names(vec!["expnet".into(), "ig".into()]));
+        let err = parse("attention,bogus").unwrap_err().to_string();
+        assert!(err.contains("unknown method \"bogus\"") && err.contains("expnet"), "{err}");
+        assert!(parse(" , ").unwrap_err().to_string().contains("no method given"));
+    }
 }

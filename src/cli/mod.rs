@@ -1,9 +1,11 @@
 //! Command-line interface: argument parsing and the headless commands.
 
 pub mod bench;
+pub mod distill;
 pub mod eval;
 pub mod explain;
 pub mod finetune;
+pub mod inspect;
 pub mod methods;
 pub mod train;
 pub mod tui;
@@ -27,6 +29,10 @@ pub enum Command {
     Finetune(finetune::FinetuneArgs),
     /// Train ExpNet on human token rationales.
     Train(train::TrainArgs),
+    /// Distil a slow attribution method (occlusion, IG, KernelSHAP, LIME) into an ExpNet for any classifier.
+    Distill(distill::DistillArgs),
+    /// Show an ExpNet file's provenance and whether it fits a model; --stamp adopts an old file.
+    Inspect(inspect::InspectArgs),
     /// The terminal explorer (also what `expnet` with no arguments runs).
     Tui(tui::TuiArgs),
     /// Speed of every method at 8/32/128 tokens, with ratios against the Python peer.

@@ -200,6 +200,8 @@ pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
     net.info.model_id = Some(model.name.clone());
     net.info.hidden_size = Some(model.config().hidden_size);
     net.info.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
+    net.info.model_fingerprint = Some(model.fingerprint().to_owned());
+    net.info.kind = Some(crate::expnet::ExplainerKind::Rationales);
     net.save(&args.out)?;
     eprintln!("saved {}", args.out.display());
     Ok(())

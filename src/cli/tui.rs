@@ -11,7 +11,7 @@ pub struct TuiArgs {
     /// Model folder or hub id (default: the embedded MiniLM SST-2 classifier).
     #[arg(long)]
     pub model: Option<String>,
-    /// ExpNet file (default: the embedded one when it fits the model).
+    /// ExpNet file (default: one trained for this very model, if any).
     #[arg(long)]
     pub expnet: Option<String>,
     /// Theme: dark, light, colorblind, or a themes/NAME.toml in the current folder.
@@ -55,10 +55,10 @@ pub fn run(args: TuiArgs, load_model: fn(Option<&str>) -> anyhow::Result<crate::
         opts,
         Box::new(move || {
             let model = load_model(model_spec.as_deref())?;
-            let expnet = super::methods::load_expnet(expnet_spec.as_deref(), model.num_layers(), model.num_heads())?;
-            let methods = super::methods::build("all", expnet.as_ref().map(|(n, _)| n))?;
-            let name = expnet.map(|(_, n)| n);
-            Ok(Arc::new(LibraryBackend::new(model, methods, name)) as Arc<dyn crate::tui::backend::ExplainBackend>)
+            let expnet = super::methods::choose_expnet(expnet_spec.as_deref(), &model)?;
+            let list = super::methods::build(&super::methods::Selection::All, &model, &expnet)?;
+            let name = expnet.net.as_ref().map(|(_, e)| format!("{} ({})", e.file, e.label()));
+            Ok(Arc::new(LibraryBackend::new(model, list.methods, name)) as Arc<dyn crate::tui::backend::ExplainBackend>)
         }),
     )
 }

@@ -14,6 +14,9 @@ pub struct LibraryBackend {
     /// Gradients of the last explained input, keyed by its token ids and
     /// target: the four gradient methods of one keystroke share one backward pass.
     last_gradients: Mutex<Option<KeptGradients>>,
+    /// Hidden states of the last analysed input, keyed by its token ids:
+    /// the UI's [`Analysis`] does not carry them, a distilled ExpNet reads them.
+    last_hidden: Mutex<Option<(Vec<u32>, Arc<Vec<Vec<Vec<f32>>>>)>>,
 }
 
 /// Token ids and target the gradients belong to, the gradients, and their cost.
@@ -24,7 +27,7 @@ impl LibraryBackend {
     pub fn new(model: Model, methods: Vec<Arc<dyn Attribution>>, expnet_name: Option<String>) -> Self {
         let classifier = model.is_classifier();
         let methods = methods.into_iter().filter(|m| classifier || !m.needs_classifier()).collect();
-        Self { model, methods, expnet_name, last_gradients: Mutex::new(None) }
+        Self { model, methods, expnet_name, last_gradients: Mutex::new(None), last_hidden: Mutex::new(None) }
     }
 
     /// Rebuilds the encoding and forward output an [`Analysis`] was made from.
@@ -64,6 +67,7 @@ impl ExplainBackend for LibraryBackend {
     fn analyze(&self, text: &str) -> anyhow::Result<Analysis> {
         let enc = self.model.encode(text)?;
         let fwd = self.model.forward(&enc)?;
+        *self.last_hidden.lock().unwrap_or_else(|e| e.into_inner()) = Some((enc.ids.clone(), Arc::new(fwd.hidden_states)));
         Ok(Analysis {
             text: text.to_owned(),
             tokens: enc.tokens,
@@ -79,7 +83,14 @@ impl ExplainBackend for LibraryBackend {
             .iter()
             .find(|m| m.name() == method)
             .ok_or_else(|| anyhow::anyhow!("method {method} is not available for this model"))?;
-        let (enc, fwd) = self.restore(analysis);
+        let (enc, mut fwd) = self.restore(analysis);
+        if m.name() == "expnet" {
+            let kept = self.last_hidden.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            fwd.hidden_states = match kept {
+                Some((ids, h)) if ids == enc.ids => h.as_ref().clone(),
+                _ => self.model.forward(&enc)?.hidden_states,
+            };
+        }
         let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
         let input = ExplainInput::new(&self.model, &enc, &fwd, target);
         let kept = self.last_gradients.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -108,7 +119,7 @@ mod tests {
     fn gradient_methods_of_one_input_share_the_backward_pass() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
         let model = Model::load_dir(&dir).unwrap();
-        let methods = crate::explain::parse_list("saliency,grad_x_input").unwrap();
+        let methods = crate::cli::methods::build_simple("saliency,grad_x_input", &model, None).unwrap();
         let b = LibraryBackend::new(model, methods, None);
         let a = b.analyze("an unbelievably dull film").unwrap();
         let first = b.explain(&a, "saliency", &Progress::none()).unwrap();

@@ -17,7 +17,7 @@ pub mod rollout;
 pub mod saliency;
 
 pub use progress::{CancelToken, Cancelled, Progress, is_cancelled};
-pub use registry::{METHOD_NAMES, create, parse_list};
+pub use registry::{METHOD_NAMES, create};
 
 use crate::model::{Encoding, ForwardOutput, Gradients, Model};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -108,6 +108,16 @@ pub trait Attribution: Send + Sync {
     /// Whether the method needs a classification head (gradients, perturbation).
     fn needs_classifier(&self) -> bool {
         true
+    }
+    /// Name to show, which may carry provenance (`expnet≈occlusion`,
+    /// `expnet!` for one not trained for this model); `name()` by default.
+    fn label(&self) -> String {
+        self.name().to_owned()
+    }
+    /// What reports write about where the method came from (ExpNet's
+    /// `explainer` object); `None` for methods without a trained part.
+    fn provenance(&self) -> Option<serde_json::Value> {
+        None
     }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation>;
 }

@@ -36,14 +36,3 @@ pub fn create(name: &str) -> anyhow::Result<Arc<dyn Attribution>> {
         other => anyhow::bail!("unknown method \"{other}\" (valid: {}, or all)", METHOD_NAMES.join(", ")),
     })
 }
-
-/// Parses a comma-separated list (`all` = every method).
-pub fn parse_list(list: &str) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
-    let names: Vec<&str> = if list.trim() == "all" {
-        METHOD_NAMES.to_vec()
-    } else {
-        list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
-    };
-    anyhow::ensure!(!names.is_empty(), "no method given (valid: {}, or all)", METHOD_NAMES.join(", "));
-    names.into_iter().map(create).collect()
-}

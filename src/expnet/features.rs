@@ -68,6 +68,66 @@ pub struct FeatureSpec {
     /// files written before this field existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped_layers: Vec<usize>,
+    /// Signals beyond attention from the same forward pass (distilled
+    /// ExpNets); off in rationale ExpNets and in older files.
+    #[serde(default, skip_serializing_if = "ForwardSignals::is_off")]
+    pub signals: ForwardSignals,
+}
+
+/// Per-token columns read off the forward pass's hidden states and the
+/// classification head, appended after the attention columns.
+///
+/// Attention alone says where the model looked, not what it found there;
+/// a teacher such as occlusion measures what a token changes in the
+/// prediction, which depends on the token's content in context. The hidden
+/// state carries that content, and the head applied to it ("logit lens")
+/// says which class the token's own representation leans to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardSignals {
+    /// The token's hidden state after each of the last `hidden_layers`
+    /// layers: `hidden_size` columns each.
+    #[serde(default)]
+    pub hidden_layers: usize,
+    /// The classification head applied to the token's hidden state after
+    /// each of the last `lens_layers` layers: the explained class's log
+    /// probability and its logit margin over the best other class (2 each).
+    #[serde(default)]
+    pub lens_layers: usize,
+    /// Width of a hidden state (the model's `hidden_size`).
+    #[serde(default)]
+    pub hidden_size: usize,
+    /// One-hot of the explained class over this many classes, so one
+    /// network serves every class; 0 = off.
+    #[serde(default)]
+    pub target_classes: usize,
+}
+
+impl ForwardSignals {
+    pub fn is_off(&self) -> bool {
+        self.width() == 0
+    }
+    /// Columns these signals add.
+    pub fn width(&self) -> usize {
+        self.hidden_layers * self.hidden_size + 2 * self.lens_layers + self.target_classes
+    }
+    /// Whether the classification head is needed to compute them.
+    pub fn needs_head(&self) -> bool {
+        self.lens_layers > 0 || self.target_classes > 0
+    }
+}
+
+/// Everything a feature row can be computed from: one forward pass, and
+/// for [`ForwardSignals`] the head's logits on every token's hidden states.
+pub struct FeatureSource<'a> {
+    pub attentions: &'a Attentions,
+    pub special: &'a [bool],
+    /// `[layers+1][len][hidden]` (embeddings, then each layer).
+    pub hidden_states: &'a [Vec<Vec<f32>>],
+    /// `lens[k][i]`: head logits of token `i`'s hidden state after layer
+    /// `L − lens_layers + 1 + k` (only the last `lens_layers` layers).
+    pub lens: &'a [Vec<Vec<f32>>],
+    /// Class whose decision is explained.
+    pub target: usize,
 }
 
 /// The attention groups in column order, with their names.
@@ -90,6 +150,7 @@ impl FeatureSpec {
             head_pooling: HeadPooling::PerHead,
             normalization: Normalization::Global,
             dropped_layers: Vec::new(),
+            signals: ForwardSignals::default(),
         }
     }
 
@@ -118,7 +179,7 @@ impl FeatureSpec {
 
     /// Total feature columns per token.
     pub fn dim(&self) -> usize {
-        self.attention_dim() + self.relative_position as usize + self.special_flag as usize
+        self.attention_dim() + self.relative_position as usize + self.special_flag as usize + self.signals.width()
     }
 
     /// Column names in order, for diagnostics and feature-importance reports.
@@ -142,6 +203,17 @@ impl FeatureSpec {
         if self.special_flag {
             names.push("special_flag".into());
         }
+        let sig = &self.signals;
+        for k in 0..sig.hidden_layers {
+            let l = self.layers + 1 - sig.hidden_layers + k;
+            (0..sig.hidden_size).for_each(|d| names.push(format!("hidden.L{l}.{d}")));
+        }
+        for k in 0..sig.lens_layers {
+            let l = self.layers + 1 - sig.lens_layers + k;
+            names.push(format!("lens.L{l}.log_prob"));
+            names.push(format!("lens.L{l}.margin"));
+        }
+        (0..sig.target_classes).for_each(|c| names.push(format!("target.{c}")));
         names
     }
 
@@ -164,6 +236,15 @@ impl FeatureSpec {
         if let Some(l) = self.dropped_layers.iter().find(|&&l| l >= self.layers) {
             anyhow::bail!("feature spec drops layer {l}, but the encoder has {} layers (0..{})", self.layers, self.layers);
         }
+        let sig = &self.signals;
+        anyhow::ensure!(
+            sig.hidden_layers <= self.layers + 1 && sig.lens_layers <= self.layers + 1,
+            "feature spec reads {} hidden / {} lens layers of a {}-layer encoder",
+            sig.hidden_layers,
+            sig.lens_layers,
+            self.layers
+        );
+        anyhow::ensure!(sig.hidden_layers == 0 || sig.hidden_size > 0, "feature spec reads hidden states of width 0");
         Ok(())
     }
 }
@@ -252,6 +333,62 @@ pub fn derive(spec: &FeatureSpec, raw: &[Vec<f32>], special: &[bool]) -> anyhow:
         }
     }
     Ok(rows)
+}
+
+/// Rows for a spec with [`ForwardSignals`]: the attention rows of
+/// [`extract`], then the hidden-state, lens and target columns.
+pub fn extract_full(spec: &FeatureSpec, src: &FeatureSource) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut rows = extract(spec, src.attentions, src.special)?;
+    let sig = &spec.signals;
+    if sig.is_off() {
+        return Ok(rows);
+    }
+    let n = rows.len();
+    let layers = src.hidden_states.len();
+    anyhow::ensure!(
+        layers >= sig.hidden_layers && (sig.hidden_layers == 0 || layers == spec.layers + 1),
+        "this ExpNet reads hidden states of the last {} layers, but the forward pass kept {layers} (hint: run the model's forward pass with hidden states)",
+        sig.hidden_layers
+    );
+    anyhow::ensure!(
+        src.lens.len() == sig.lens_layers,
+        "this ExpNet reads the head's logits on {} layers, {} were given",
+        sig.lens_layers,
+        src.lens.len()
+    );
+    anyhow::ensure!(
+        sig.target_classes == 0 || src.target < sig.target_classes,
+        "explained class {} is outside this ExpNet's {} classes (hint: it was distilled for a model with other labels)",
+        src.target,
+        sig.target_classes
+    );
+    for (i, row) in rows.iter_mut().enumerate() {
+        for h in &src.hidden_states[layers - sig.hidden_layers..] {
+            anyhow::ensure!(h.len() == n && h[i].len() == sig.hidden_size, "hidden states have the wrong shape for this ExpNet");
+            row.extend_from_slice(&h[i]);
+        }
+        for lens in src.lens {
+            anyhow::ensure!(lens.len() == n, "lens logits cover {} tokens, not {n}", lens.len());
+            let (log_prob, margin) = lens_columns(&lens[i], src.target);
+            row.push(log_prob);
+            row.push(margin);
+        }
+        for c in 0..sig.target_classes {
+            row.push(if c == src.target { 1.0 } else { 0.0 });
+        }
+    }
+    Ok(rows)
+}
+
+/// The explained class's log-probability under `logits`, and its margin
+/// over the best other class.
+fn lens_columns(logits: &[f32], target: usize) -> (f32, f32) {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = m + logits.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
+    let t = logits.get(target).copied().unwrap_or(0.0);
+    let other = logits.iter().enumerate().filter(|(c, _)| *c != target).map(|(_, v)| *v).fold(f32::NEG_INFINITY, f32::max);
+    let margin = if other.is_finite() { t - other } else { 0.0 };
+    (t - lse, margin)
 }
 
 /// Appends one layer's head values to `out` in the requested pooling.

@@ -3,27 +3,47 @@
 
 use std::sync::Arc;
 
+use super::features::FeatureSource;
 use super::net::ExpNet;
+use super::provenance::Explainer;
 use crate::explain::{Attribution, ExplainInput, Explanation, Family, Progress};
-use crate::model::{Encoding, ForwardOutput};
+use crate::model::{Encoding, ForwardOutput, Model};
 
 /// The learned explainer behind the common method interface.
 #[derive(Clone, Debug)]
 pub struct ExpNetMethod {
     net: Arc<ExpNet>,
+    /// Where it came from; `None` for a net built in code (tests, training).
+    explainer: Option<Explainer>,
 }
 
 impl ExpNetMethod {
     pub fn new(net: Arc<ExpNet>) -> Self {
-        Self { net }
+        Self { net, explainer: None }
+    }
+
+    /// With its provenance, which labels it and goes into every report.
+    pub fn with_explainer(net: Arc<ExpNet>, explainer: Explainer) -> Self {
+        Self { net, explainer: Some(explainer) }
     }
 
     pub fn net(&self) -> &ExpNet {
         &self.net
     }
 
-    /// The scoring behind [`Attribution::explain`], usable without a `Model`.
-    pub fn explain_forward(&self, encoding: &Encoding, forward: &ForwardOutput) -> anyhow::Result<Explanation> {
+    pub fn explainer(&self) -> Option<&Explainer> {
+        self.explainer.as_ref()
+    }
+
+    /// The scoring behind [`Attribution::explain`]. `model` is needed only
+    /// by ExpNets that read the classification head (distilled ones).
+    pub fn explain_forward(
+        &self,
+        model: Option<&Model>,
+        encoding: &Encoding,
+        forward: &ForwardOutput,
+        target: usize,
+    ) -> anyhow::Result<Explanation> {
         let special = encoding.special_mask();
         anyhow::ensure!(
             special.len() == forward.attentions.len,
@@ -31,14 +51,43 @@ impl ExpNetMethod {
             special.len(),
             forward.attentions.len
         );
-        let scores = self.net.score(&forward.attentions, &special)?;
+        let lens = lens_logits(model, forward, self.net.spec().signals.lens_layers)?;
+        let src = FeatureSource {
+            attentions: &forward.attentions,
+            special: &special,
+            hidden_states: &forward.hidden_states,
+            lens: &lens,
+            target,
+        };
+        let scores = self.net.score_source(&src)?;
         Ok(Explanation { scores, forward_passes: 0, notes: Vec::new() })
     }
+}
+
+/// The head's logits on every token's hidden state after each of the last
+/// `k` layers (`[k][len][labels]`), for the lens features.
+pub fn lens_logits(model: Option<&Model>, forward: &ForwardOutput, k: usize) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let model = model.ok_or_else(|| anyhow::anyhow!("this ExpNet reads the classification head: it needs the model"))?;
+    let h = &forward.hidden_states;
+    anyhow::ensure!(h.len() >= k, "this ExpNet reads {k} layers of hidden states, the forward pass kept {}", h.len());
+    h[h.len() - k..]
+        .iter()
+        .map(|layer| model.head_logits_rows(&layer.iter().map(Vec::as_slice).collect::<Vec<_>>()))
+        .collect()
 }
 
 impl Attribution for ExpNetMethod {
     fn name(&self) -> &'static str {
         "expnet"
+    }
+    fn label(&self) -> String {
+        self.explainer.as_ref().map_or_else(|| "expnet".to_owned(), Explainer::label)
+    }
+    fn provenance(&self) -> Option<serde_json::Value> {
+        self.explainer.as_ref().and_then(|e| serde_json::to_value(e).ok())
     }
     fn family(&self) -> Family {
         Family::Learned
@@ -51,7 +100,7 @@ impl Attribution for ExpNetMethod {
     }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
-        let out = self.explain_forward(input.encoding, input.forward)?;
+        let out = self.explain_forward(Some(input.model), input.encoding, input.forward, input.target)?;
         progress.checkpoint(1.0)?;
         Ok(out)
     }
@@ -92,7 +141,7 @@ mod tests {
         assert_eq!((m.name(), m.family(), m.is_slow(), m.needs_classifier()), ("expnet", Family::Learned, false, false));
         let enc = encoding(vec![token("[CLS]", true), token("a", false), token("b", false), token("[SEP]", true)]);
         let fwd = ForwardOutput { prediction: None, attentions: uniform(1, 2, 4), hidden_states: Vec::new() };
-        let e = m.explain_forward(&enc, &fwd).unwrap();
+        let e = m.explain_forward(None, &enc, &fwd, 0).unwrap();
         assert_eq!(e.forward_passes, 0);
         assert_eq!(e.scores.len(), 4);
         assert_eq!((e.scores[0], e.scores[3]), (0.0, 0.0));
@@ -105,9 +154,9 @@ mod tests {
         let m = ExpNetMethod::new(tiny_net());
         let enc = encoding(vec![token("[CLS]", true), token("a", false), token("[SEP]", true)]);
         let fwd = ForwardOutput { prediction: None, attentions: uniform(2, 2, 3), hidden_states: Vec::new() };
-        let err = m.explain_forward(&enc, &fwd).unwrap_err().to_string();
+        let err = m.explain_forward(None, &enc, &fwd, 0).unwrap_err().to_string();
         assert!(err.contains("1-layer x 2-head") && err.contains("2 layers x 2 heads"), "{err}");
         let fwd = ForwardOutput { prediction: None, attentions: uniform(1, 2, 4), hidden_states: Vec::new() };
-        assert!(m.explain_forward(&enc, &fwd).unwrap_err().to_string().contains("3 tokens"));
+        assert!(m.explain_forward(None, &enc, &fwd, 0).unwrap_err().to_string().contains("3 tokens"));
     }
 }

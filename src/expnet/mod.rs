@@ -6,13 +6,16 @@
 //! its file format, [`train`] fits it on cached features, and [`method`]
 //! exposes it as an [`Attribution`](crate::explain::Attribution).
 
+pub mod distill;
 pub mod features;
 pub mod method;
 pub mod net;
+pub mod provenance;
 mod st;
 pub mod train;
 
-pub use features::{FeatureSpec, HeadPooling, Normalization, extract};
+pub use features::{FeatureSource, FeatureSpec, ForwardSignals, HeadPooling, Normalization, extract, extract_full};
 pub use method::ExpNetMethod;
-pub use net::{Activation, ExpNet, ExpNetInfo, FORMAT_VERSION, NetConfig, TrainingSummary};
+pub use net::{Activation, ExpNet, ExpNetInfo, FORMAT_VERSION, NetConfig, OutputKind, TrainingSummary};
+pub use provenance::{DistillInfo, Explainer, ExpNetChoice, ExplainerKind};
 pub use train::{EpochReport, ExampleFeatures, TrainConfig, TrainingSet, train};

@@ -47,11 +47,26 @@ pub struct NetConfig {
     /// the ends), so a token's score can depend on its context. 0 = off.
     #[serde(default)]
     pub neighbour_window: usize,
+    /// What the output unit means.
+    #[serde(default)]
+    pub output: OutputKind,
+}
+
+/// The meaning of the network's single output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// Sigmoid: the probability that the token is part of a human rationale.
+    #[default]
+    Probability,
+    /// Linear: a signed importance on the teacher's per-input standardised
+    /// scale (distilled ExpNets), positive = supports the explained class.
+    Score,
 }
 
 impl Default for NetConfig {
     fn default() -> Self {
-        Self { hidden: vec![64, 32], activation: Activation::Gelu, dropout: 0.1, neighbour_window: 0 }
+        Self { hidden: vec![64, 32], activation: Activation::Gelu, dropout: 0.1, neighbour_window: 0, output: OutputKind::Probability }
     }
 }
 
@@ -82,6 +97,17 @@ pub struct ExpNetInfo {
     /// Validation metrics by name, e.g. `token_f1_at_k`.
     #[serde(default)]
     pub validation: BTreeMap<String, f64>,
+    /// Fingerprint of the model it was trained for ([`crate::model::Model::fingerprint`]);
+    /// `None` in files written before provenance existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_fingerprint: Option<String>,
+    /// How it learned: `rationales` (human), `distilled` (a teacher method)
+    /// or `transfer` (meant for models it was not trained on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<super::provenance::ExplainerKind>,
+    /// For distilled ExpNets: teacher, sample count, data and fidelity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distillation: Option<super::provenance::DistillInfo>,
 }
 
 /// Header JSON layout (key `"expnet"` of the safetensors metadata).
@@ -141,6 +167,13 @@ impl ExpNet {
             tensors.push((layer_name(i, "bias"), vec![w[1]], bias));
         }
         Self::from_parts(spec, config, mean, std, tensors, ExpNetInfo::default())
+    }
+
+    /// A freshly initialised network with identity standardisation: the
+    /// "untrained student" baseline, and a starting point for tests.
+    pub fn untrained(spec: FeatureSpec, config: NetConfig, seed: u64) -> anyhow::Result<Self> {
+        let d = spec.dim();
+        Self::init(spec, config, vec![0.0; d], vec![1.0; d], seed)
     }
 
     /// Layer widths: input, hidden…, 1.
@@ -217,6 +250,40 @@ impl ExpNet {
         Ok(())
     }
 
+    /// Fails with a clear error if this ExpNet cannot read `model`'s forward
+    /// pass (shape, hidden width, or a head it needs). Says nothing about
+    /// whether it was trained for this model: see [`super::provenance`].
+    pub fn check_applicable(&self, model: &crate::model::Model) -> anyhow::Result<()> {
+        self.check_compatible(model.num_layers(), model.num_heads())?;
+        let sig = &self.spec.signals;
+        anyhow::ensure!(
+            sig.hidden_layers == 0 || sig.hidden_size == model.config().hidden_size,
+            "this ExpNet reads {}-wide hidden states, the model's are {} wide",
+            sig.hidden_size,
+            model.config().hidden_size
+        );
+        anyhow::ensure!(
+            !sig.needs_head() || model.is_classifier(),
+            "this ExpNet reads the classification head, but {} is a bare encoder",
+            model.name
+        );
+        anyhow::ensure!(
+            sig.target_classes == 0 || sig.target_classes == model.labels().len(),
+            "this ExpNet was distilled for a {}-class model, {} has {} classes",
+            sig.target_classes,
+            model.name,
+            model.labels().len()
+        );
+        Ok(())
+    }
+
+    /// Scores one forward pass through [`super::features::extract_full`].
+    pub fn score_source(&self, src: &super::features::FeatureSource) -> anyhow::Result<Vec<f32>> {
+        self.check_compatible(src.attentions.layers, src.attentions.heads)?;
+        let features = super::features::extract_full(&self.spec, src)?;
+        self.score_features(&features, src.special)
+    }
+
     /// Rationale probability per token (0..1); special tokens get 0.
     pub fn score(&self, attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<f32>> {
         self.check_compatible(attn.layers, attn.heads)?;
@@ -245,8 +312,11 @@ impl ExpNet {
         }
         let x = Tensor::from_vec(x, (features.len(), self.input_dim()), &Device::Cpu)?;
         let logits = self.forward_logits(&x, None)?;
-        let probs = candle_nn::ops::sigmoid(&logits)?.to_vec1::<f32>()?;
-        Ok(probs.into_iter().zip(special).map(|(p, s)| if *s { 0.0 } else { p }).collect())
+        let out = match self.config.output {
+            OutputKind::Probability => candle_nn::ops::sigmoid(&logits)?.to_vec1::<f32>()?,
+            OutputKind::Score => logits.to_vec1::<f32>()?,
+        };
+        Ok(out.into_iter().zip(special).map(|(p, s)| if *s { 0.0 } else { p }).collect())
     }
 
     /// Width of the network input (features × neighbourhood).

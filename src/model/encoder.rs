@@ -226,6 +226,16 @@ impl Encoder {
         self.head.is_some()
     }
 
+    /// The classification head applied to any hidden vectors `[n, hidden]`
+    /// (inference mode): a "logit lens" on every token, read by distilled
+    /// ExpNet features. `None` for a bare encoder.
+    pub fn head_logits(&self, rows: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match &self.head {
+            Some(head) => Ok(Some(head.forward(rows, RunMode::INFERENCE)?)),
+            None => Ok(None),
+        }
+    }
+
     /// `[batch, len]` ids → `[batch, len, hidden]` word embeddings.
     pub fn embed_words(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         self.word_embeddings.forward(ids)

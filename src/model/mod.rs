@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod encoder;
+mod fingerprint;
 pub mod ops;
 mod resolve;
 mod tensor;
@@ -13,6 +14,7 @@ mod token;
 mod tokenize;
 pub mod weights;
 
+pub use fingerprint::fingerprint;
 pub use config::{Activation, Family as ModelFamily, ModelConfig};
 pub use resolve::{hub_cache_dir, resolve_hub_id, resolve_model_dir};
 pub use tensor::Attentions;
@@ -81,6 +83,8 @@ pub struct Model {
     pub name: String,
     device: Device,
     mask_id: u32,
+    /// Identity of the weights (see [`fingerprint`]): what an ExpNet file records.
+    fingerprint: String,
 }
 
 impl Model {
@@ -110,8 +114,9 @@ impl Model {
             .iter()
             .find_map(|t| tokenizer.token_id(t))
             .unwrap_or(cfg.pad_token_id);
+        let fingerprint = fingerprint(&cfg, weights)?;
         let encoder = Encoder::new(cfg, weights).with_context(|| format!("cannot build the encoder of {name}"))?;
-        Ok(Self { encoder, tokenizer, name: name.to_owned(), device: Device::Cpu, mask_id })
+        Ok(Self { encoder, tokenizer, name: name.to_owned(), device: Device::Cpu, mask_id, fingerprint })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -128,6 +133,14 @@ impl Model {
     }
     pub fn num_heads(&self) -> usize {
         self.encoder.cfg.num_heads
+    }
+    /// Fingerprint of the config and weights, stable across loads and file formats.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+    /// `"6x12"`: layers × heads, as shown next to provenance.
+    pub fn shape_label(&self) -> String {
+        format!("{}x{}", self.num_layers(), self.num_heads())
     }
     pub fn is_classifier(&self) -> bool {
         self.encoder.has_head()
@@ -280,6 +293,20 @@ impl Model {
         let g = grads.get(var.as_tensor()).context("no gradient reached the embeddings")?;
         let g = g.reshape((b, n * d))?.to_vec2::<f32>()?;
         Ok((logits.to_vec1()?, g))
+    }
+
+    /// The classification head applied to each row of `rows` (`[n][hidden]`):
+    /// what the model would decide from that token's hidden state alone.
+    pub fn head_logits_rows(&self, rows: &[&[f32]]) -> anyhow::Result<Vec<Vec<f32>>> {
+        anyhow::ensure!(self.is_classifier(), "{} is a bare encoder without a classification head", self.name);
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let d = self.config().hidden_size;
+        anyhow::ensure!(rows.iter().all(|r| r.len() == d), "hidden rows must have {d} values");
+        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        let t = Tensor::from_vec(flat, (rows.len(), d), &self.device)?;
+        Ok(self.encoder.head_logits(&t)?.expect("classifier has a head").to_vec2()?)
     }
 
     /// Word embeddings of a sequence of ids, `[len*hidden]` flat.

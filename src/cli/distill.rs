@@ -1,0 +1,513 @@
+//! `expnet distill`: an ExpNet for any classifier, learned from a slow
+//! attribution method instead of human rationales.
+//!
+//! The teacher runs once per text and its scores are appended to a JSON
+//! Lines cache as they come, so Ctrl-C keeps what is done, a rerun resumes,
+//! and retraining with other settings never reruns the teacher.
+
+use crate::explain::{Attribution, ExplainInput, Progress};
+use crate::expnet::distill::{DistillConfig, DistillExample, DistillLoss, Fidelity, distill, fidelity, predict};
+use crate::expnet::features::{FeatureSource, FeatureSpec, extract_full};
+use crate::expnet::method::lens_logits;
+use crate::expnet::{DistillInfo, ExplainerKind, NetConfig};
+use crate::model::Model;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Teacher {
+    Occlusion,
+    IntegratedGradients,
+    KernelShap,
+    Lime,
+}
+
+impl Teacher {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Occlusion => "occlusion",
+            Self::IntegratedGradients => "integrated_gradients",
+            Self::KernelShap => "kernel_shap",
+            Self::Lime => "lime",
+        }
+    }
+    fn samples_by_seed(self) -> bool {
+        matches!(self, Self::KernelShap | Self::Lime)
+    }
+}
+
+/// Which forward-pass signals the student reads (see `ForwardSignals`).
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Features {
+    /// The rationale ExpNet's attention features only.
+    Attention,
+    /// Attention + the last two layers' hidden states + the target class.
+    Hidden,
+    /// Attention + the head's logit lens on the last three layers + the target class.
+    Lens,
+    /// All of the above.
+    All,
+}
+
+#[derive(Args, Debug)]
+pub struct DistillArgs {
+    /// Classifier to explain (default: the embedded one).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The slow method the student learns to imitate.
+    #[arg(long, value_enum)]
+    pub teacher: Teacher,
+    /// Teacher samples (LIME, KernelSHAP: perturbations, sampled even for short
+    /// inputs; integrated gradients: steps). Default: the method's own.
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Texts: a file with one per line, or DATASET:PATH[#SPLIT] (default split train).
+    #[arg(long)]
+    pub input: String,
+    /// Where to write the ExpNet (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Teacher cache (JSON Lines; default: OUT with `.teacher.jsonl`).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Fraction of the texts held out for early stopping and the reported fidelity.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f32,
+    /// Use the first N texts only.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Extra held-out texts (FILE or DATASET:PATH[#SPLIT], default split test), fidelity only.
+    #[arg(long)]
+    pub test: Option<String>,
+    /// Use the first N test texts only.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Also run the teacher with this many samples on the held-out texts and
+    /// report how well the student and a second same-budget teacher run agree with it.
+    #[arg(long)]
+    pub reference_samples: Option<usize>,
+    #[arg(long, default_value_t = 40)]
+    pub epochs: usize,
+    #[arg(long, value_enum, default_value_t = Features::All)]
+    pub features: Features,
+    #[arg(long, default_value = "mse-rank")]
+    pub loss: String,
+    /// Hidden layer widths, comma-separated.
+    #[arg(long, default_value = "128,64")]
+    pub hidden: String,
+    /// Neighbour window (0 = each token alone).
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Do not register the result as the default ExpNet of this model.
+    #[arg(long)]
+    pub no_register: bool,
+}
+
+/// One cached teacher run.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Record {
+    text: String,
+    #[serde(default)]
+    pair: Option<String>,
+    seed: u64,
+    samples: Option<usize>,
+    target: usize,
+    scores: Vec<f32>,
+    ms: f64,
+}
+
+type Key = (String, Option<String>, u64, Option<usize>);
+
+/// The append-only teacher cache of one model and teacher.
+struct Cache {
+    path: PathBuf,
+    records: HashMap<Key, Record>,
+    file: std::fs::File,
+}
+
+impl Cache {
+    fn open(path: &Path, teacher: &str, model: &Model) -> anyhow::Result<Self> {
+        let header = serde_json::json!({"expnet_teacher_cache": 1, "teacher": teacher, "model_fingerprint": model.fingerprint(), "model": model.name});
+        let mut records = HashMap::new();
+        if path.is_file() {
+            let f = std::fs::File::open(path).with_context(|| format!("cannot read teacher cache {}", path.display()))?;
+            let mut lines = std::io::BufReader::new(f).lines();
+            let first: serde_json::Value = match lines.next() {
+                Some(l) => serde_json::from_str(&l?).with_context(|| format!("{} is not a teacher cache", path.display()))?,
+                None => header.clone(),
+            };
+            anyhow::ensure!(
+                first["teacher"] == header["teacher"] && first["model_fingerprint"] == header["model_fingerprint"],
+                "teacher cache {} belongs to teacher {} on model {} (hint: pass another --cache, or delete it)",
+                path.display(),
+                first["teacher"],
+                first["model"]
+            );
+            for (i, line) in lines.enumerate() {
+                let line = line?;
+                // A line cut by an interrupted write is dropped and recomputed.
+                let Ok(r) = serde_json::from_str::<Record>(&line) else {
+                    eprintln!("note: skipping unreadable line {} of {}", i + 2, path.display());
+                    continue;
+                };
+                records.insert((r.text.clone(), r.pair.clone(), r.seed, r.samples), r);
+            }
+        }
+        let fresh = !path.is_file() || std::fs::metadata(path)?.len() == 0;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot write teacher cache {}", path.display()))?;
+        if fresh {
+            writeln!(file, "{header}")?;
+        }
+        Ok(Self { path: path.to_owned(), records, file })
+    }
+
+    fn put(&mut self, r: Record) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(&r)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.flush()?;
+        self.records.insert((r.text.clone(), r.pair.clone(), r.seed, r.samples), r);
+        Ok(())
+    }
+}
+
+/// `(text, optional pair)` items from a file or a data set.
+pub fn read_texts(spec: &str, default_split: crate::data::Split, limit: Option<usize>) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let is_dataset = spec
+        .split_once(':')
+        .is_some_and(|(name, _)| ["sst", "movies", "hatexplain", "hatexplain-eraser", "esnli", "cola"].contains(&name));
+    let mut out: Vec<(String, Option<String>)> = if is_dataset {
+        let (s, split) = match spec.rsplit_once('#') {
+            Some((s, sp)) => (s, sp.parse()?),
+            None => (spec, default_split),
+        };
+        crate::data::load(s, split)?.examples.iter().map(|e| (e.text(), e.text_pair())).collect()
+    } else {
+        let text = std::fs::read_to_string(spec)
+            .with_context(|| format!("cannot read {spec} (hint: a text file with one text per line, or DATASET:PATH)"))?;
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| (l.to_owned(), None)).collect()
+    };
+    if let Some(n) = limit {
+        out.truncate(n);
+    }
+    anyhow::ensure!(!out.is_empty(), "{spec} has no texts");
+    Ok(out)
+}
+
+fn teacher_method(t: Teacher, samples: Option<usize>, seed: u64) -> Arc<dyn Attribution> {
+    use crate::explain::{integrated_gradients, kernel_shap, lime, occlusion};
+    match t {
+        Teacher::Occlusion => Arc::new(occlusion::Occlusion::default()),
+        Teacher::IntegratedGradients => Arc::new(integrated_gradients::IntegratedGradients {
+            steps: samples.unwrap_or(50),
+            ..Default::default()
+        }),
+        Teacher::Lime => Arc::new(lime::Lime { config: lime::LimeConfig { samples, seed, ..Default::default() } }),
+        Teacher::KernelShap => Arc::new(kernel_shap::KernelShap {
+            config: kernel_shap::KernelShapConfig {
+                samples,
+                // A given budget is spent on sampling even where exact enumeration would fit.
+                exact_max: if samples.is_some() { 0 } else { kernel_shap::KernelShapConfig::default().exact_max },
+                seed,
+                ..Default::default()
+            },
+        }),
+    }
+}
+
+fn spec_for(model: &Model, features: Features) -> FeatureSpec {
+    let mut spec = FeatureSpec::new(model.num_layers(), model.num_heads());
+    let (hidden, lens) = match features {
+        Features::Attention => (0, 0),
+        Features::Hidden => (2, 0),
+        Features::Lens => (0, 3),
+        Features::All => (2, 3),
+    };
+    spec.signals.hidden_layers = hidden;
+    spec.signals.hidden_size = model.config().hidden_size;
+    spec.signals.lens_layers = lens.min(model.num_layers() + 1);
+    spec.signals.target_classes = if features == Features::Attention { 0 } else { model.labels().len() };
+    spec
+}
+
+/// Features of one text for `spec` and the class the teacher explains.
+fn featurise(model: &Model, spec: &FeatureSpec, text: &str, pair: Option<&str>) -> anyhow::Result<(crate::model::Encoding, crate::model::ForwardOutput, Vec<Vec<f32>>)> {
+    let enc = match pair {
+        Some(p) => model.encode_pair(text, p)?,
+        None => model.encode(text)?,
+    };
+    let fwd = model.forward(&enc)?;
+    let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
+    let special = enc.special_mask();
+    let lens = lens_logits(Some(model), &fwd, spec.signals.lens_layers)?;
+    let src = FeatureSource { attentions: &fwd.attentions, special: &special, hidden_states: &fwd.hidden_states, lens: &lens, target };
+    let rows = extract_full(spec, &src)?;
+    Ok((enc, fwd, rows))
+}
+
+/// Runs (or reads from the cache) the teacher on `items`, then builds examples.
+#[allow(clippy::too_many_arguments)]
+fn teach(
+    model: &Model,
+    spec: &FeatureSpec,
+    teacher: &dyn Attribution,
+    key: (u64, Option<usize>),
+    items: &[(String, Option<String>)],
+    cache: &mut Cache,
+    stop: &AtomicBool,
+    what: &str,
+) -> anyhow::Result<(Vec<DistillExample>, f64)> {
+    let mut out = Vec::with_capacity(items.len());
+    let t0 = Instant::now();
+    let (mut fresh, mut teacher_ms, mut runs) = (0usize, 0f64, 0usize);
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    for (i, (text, pair)) in items.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            anyhow::bail!(
+                "interrupted: {} teacher runs are kept in {}; run the same command again to resume",
+                cache.records.len(),
+                cache.path.display()
+            );
+        }
+        let (enc, fwd, rows) = featurise(model, spec, text, pair.as_deref()).with_context(|| format!("text {}", i + 1))?;
+        let k: Key = (text.clone(), pair.clone(), key.0, key.1);
+        let record = match cache.records.get(&k) {
+            Some(r) if r.scores.len() == enc.len() => r.clone(),
+            _ => {
+                let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
+                let input = ExplainInput::new(model, &enc, &fwd, target);
+                let t = Instant::now();
+                let e = teacher.explain(&input, &Progress::none())?;
+                let r = Record {
+                    text: text.clone(),
+                    pair: pair.clone(),
+                    seed: key.0,
+                    samples: key.1,
+                    target,
+                    scores: e.scores,
+                    ms: t.elapsed().as_secs_f64() * 1e3,
+                };
+                cache.put(r.clone())?;
+                fresh += 1;
+                r
+            }
+        };
+        teacher_ms += record.ms;
+        runs += 1;
+        let done = i + 1;
+        if tty || done == items.len() || done % 100 == 0 {
+            let el = t0.elapsed().as_secs_f64();
+            let rate = fresh as f64 / el.max(1e-9);
+            let left = items.len() - done;
+            let eta = if fresh > 0 { format!("ETA {:.0} s", left as f64 / rate) } else { "cached".into() };
+            let end = if tty && done < items.len() { "\r" } else { "\n" };
+            eprint!("{what}: {done}/{} texts ({fresh} run, {rate:.1}/s, {eta})   {end}", items.len());
+        }
+        out.push(DistillExample { id: format!("{what}{}", i + 1), features: rows, teacher: record.scores, special: enc.special_mask() });
+    }
+    Ok((out, teacher_ms / runs.max(1) as f64))
+}
+
+pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
+    let loss = match args.loss.as_str() {
+        "mse" => DistillLoss::Mse,
+        "rank" => DistillLoss::Rank,
+        "mse-rank" => DistillLoss::MseRank,
+        other => anyhow::bail!("unknown --loss {other} (valid: mse, rank, mse-rank)"),
+    };
+    let hidden: Vec<usize> = args
+        .hidden
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--hidden {} is not a comma-separated list of widths", args.hidden))?;
+    anyhow::ensure!((0.0..0.9).contains(&args.val_fraction), "--val-fraction must be in [0, 0.9)");
+    let items = read_texts(&args.input, crate::data::Split::Train, args.limit)?;
+    let test_items = match &args.test {
+        Some(t) => read_texts(t, crate::data::Split::Test, args.test_limit)?,
+        None => Vec::new(),
+    };
+    let model = load_model(args.model.as_deref())?;
+    anyhow::ensure!(model.is_classifier(), "{} is a bare encoder: the teachers need a classification head", model.name);
+    let spec = spec_for(&model, args.features);
+    let teacher = teacher_method(args.teacher, args.samples, args.seed);
+    let cache_path = args.cache.clone().unwrap_or_else(|| args.out.with_extension("teacher.jsonl"));
+    let mut cache = Cache::open(&cache_path, args.teacher.name(), &model)?;
+    eprintln!(
+        "distilling {} on {} for {} ({} texts, teacher cache {} with {} runs)",
+        args.teacher.name(),
+        model.name,
+        args.input,
+        items.len(),
+        cache_path.display(),
+        cache.records.len()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    // Seeded split first, so the cache order does not decide what is held out.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(args.seed));
+    let n_val = ((items.len() as f32) * args.val_fraction).round() as usize;
+    let val_items: Vec<_> = order[..n_val].iter().map(|&i| items[i].clone()).collect();
+    let train_items: Vec<_> = order[n_val..].iter().map(|&i| items[i].clone()).collect();
+    let key = (args.seed, args.samples);
+    let (train, teacher_ms) = teach(&model, &spec, teacher.as_ref(), key, &train_items, &mut cache, &stop, "train")?;
+    let (val, _) = teach(&model, &spec, teacher.as_ref(), key, &val_items, &mut cache, &stop, "val")?;
+    let (test, _) = teach(&model, &spec, teacher.as_ref(), key, &test_items, &mut cache, &stop, "test")?;
+    // The teacher against itself with another seed: the noise floor of a sampling teacher.
+    let held_out = if test.is_empty() { &val } else { &test };
+    let held_items = if test.is_empty() { &val_items } else { &test_items };
+    let seed_agreement = if args.teacher.samples_by_seed() && !held_out.is_empty() {
+        let second = teacher_method(args.teacher, args.samples, args.seed + 1);
+        let (again, _) = teach(&model, &spec, second.as_ref(), (args.seed + 1, args.samples), held_items, &mut cache, &stop, "seed2")?;
+        Some((again.iter().map(|e| e.teacher.clone()).collect::<Vec<_>>(), agreement(&again, held_out)))
+    } else {
+        None
+    };
+
+    let cfg = DistillConfig {
+        net: NetConfig { hidden, neighbour_window: args.window, ..DistillConfig::default().net },
+        loss,
+        epochs: args.epochs,
+        lr: args.lr,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let (mut net, val_fid) = distill(spec, &train, &val, &cfg, &mut |e| {
+        let v = e.val.map(|f| format!(", val Spearman {:.3}, top-k {:.3}", f.spearman, f.top_k_overlap)).unwrap_or_default();
+        eprintln!("epoch {:>3}: loss {:.4}{v} ({:.1} s)", e.epoch, e.train_loss, e.secs);
+    })?;
+    eprintln!("trained in {:.0} s", t0.elapsed().as_secs_f64());
+    let val_fid = val_fid.unwrap_or_default();
+    let test_fid = (!test.is_empty()).then(|| -> anyhow::Result<Fidelity> {
+        let t: Vec<_> = test.iter().map(|e| e.teacher.clone()).collect();
+        let s: Vec<_> = test.iter().map(|e| e.special.clone()).collect();
+        Ok(fidelity(&predict(&net, &test)?, &t, &s))
+    });
+    let test_fid = test_fid.transpose()?;
+    let student_ms = student_cost(&model, &net, held_items)?;
+
+    net.info.model_id = Some(model.name.clone());
+    net.info.hidden_size = Some(model.config().hidden_size);
+    net.info.training_data = Some(args.input.clone());
+    net.info.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
+    net.info.model_fingerprint = Some(model.fingerprint().to_owned());
+    net.info.kind = Some(ExplainerKind::Distilled);
+    net.info.distillation = Some(DistillInfo {
+        teacher: args.teacher.name().to_owned(),
+        samples: args.samples,
+        teacher_seed: args.seed,
+        texts: args.input.clone(),
+        train_texts: train.len(),
+        val_texts: val.len(),
+        val_spearman: val_fid.spearman,
+        val_top_k_overlap: val_fid.top_k_overlap,
+        teacher_seed_agreement: seed_agreement.as_ref().map(|(_, f)| f.spearman),
+        loss: loss.as_str().to_owned(),
+        test_texts: test.len(),
+        test_spearman: test_fid.map(|f| f.spearman),
+        test_top_k_overlap: test_fid.map(|f| f.top_k_overlap),
+        teacher_ms_per_text: teacher_ms,
+        student_ms_per_text: student_ms,
+    });
+    net.save(&args.out)?;
+    let mut summary = serde_json::json!({
+        "out": args.out.display().to_string(),
+        "teacher": args.teacher.name(),
+        "samples": args.samples,
+        "features": format!("{:?}", args.features).to_lowercase(),
+        "loss": loss.as_str(),
+        "train_texts": train.len(),
+        "val": val_fid,
+        "test": test_fid,
+        "teacher_seed_agreement": seed_agreement.as_ref().map(|(_, f)| f),
+        "teacher_ms_per_text": teacher_ms,
+        "student_ms_per_text": student_ms,
+        "speedup": teacher_ms / student_ms.max(1e-9),
+    });
+    if let Some(n) = args.reference_samples {
+        let reference = teacher_method(args.teacher, Some(n), args.seed + 100);
+        let (refs, _) = teach(&model, &spec_of(&net), reference.as_ref(), (args.seed + 100, Some(n)), held_items, &mut cache, &stop, "reference")?;
+        let rs: Vec<_> = refs.iter().map(|e| e.teacher.clone()).collect();
+        let sp: Vec<_> = refs.iter().map(|e| e.special.clone()).collect();
+        let student = predict(&net, held_out)?;
+        let first: Vec<_> = held_out.iter().map(|e| e.teacher.clone()).collect();
+        summary["reference"] = serde_json::json!({
+            "samples": n,
+            "student_vs_reference": fidelity(&student, &rs, &sp),
+            "teacher_vs_reference": fidelity(&first, &rs, &sp),
+            "teacher_seed2_vs_reference": seed_agreement.as_ref().map(|(s2, _)| fidelity(s2, &rs, &sp)),
+        });
+    }
+    if !args.no_register {
+        let dest = crate::expnet::provenance::register(&args.out, model.fingerprint())?;
+        eprintln!("registered as the default ExpNet of this model: {}", dest.display());
+    }
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn spec_of(net: &crate::expnet::ExpNet) -> FeatureSpec {
+    net.spec().clone()
+}
+
+/// Fidelity of a second teacher run to the first on the same texts.
+fn agreement(second: &[DistillExample], first: &[DistillExample]) -> Fidelity {
+    let a: Vec<_> = second.iter().map(|e| e.teacher.clone()).collect();
+    let b: Vec<_> = first.iter().map(|e| e.teacher.clone()).collect();
+    let s: Vec<_> = first.iter().map(|e| e.special.clone()).collect();
+    fidelity(&a, &b, &s)
+}
+
+/// The student's cost per text on top of the shared forward pass (features,
+/// lens, network), in milliseconds, median of three passes over `items`.
+fn student_cost(model: &Model, net: &crate::expnet::ExpNet, items: &[(String, Option<String>)]) -> anyhow::Result<f64> {
+    let items = &items[..items.len().min(100)];
+    if items.is_empty() {
+        return Ok(0.0);
+    }
+    let prepared: Vec<_> = items
+        .iter()
+        .map(|(t, p)| {
+            let enc = match p {
+                Some(p) => model.encode_pair(t, p)?,
+                None => model.encode(t)?,
+            };
+            let fwd = model.forward(&enc)?;
+            Ok((enc, fwd))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let method = crate::expnet::ExpNetMethod::new(Arc::new(clone_net(net)?));
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        for (enc, fwd) in &prepared {
+            let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
+            method.explain_forward(Some(model), enc, fwd, target)?;
+        }
+        runs.push(t0.elapsed().as_secs_f64() * 1e3 / prepared.len() as f64);
+    }
+    runs.sort_by(|a, b| a.total_cmp(b));
+    Ok(runs[1])
+}
+
+fn clone_net(net: &crate::expnet::ExpNet) -> anyhow::Result<crate::expnet::ExpNet> {
+    crate::expnet::ExpNet::load_bytes(&net.to_bytes()?)
+}
