@@ -16,14 +16,14 @@ common=(--teacher occlusion --input "sst:$DATA/sst#train" --limit "$LIMIT" --val
         --test "sst:$DATA/sst#test" --test-limit 300 --cache "$OUT/occlusion-sst.teacher.jsonl" --no-register)
 run() { # NAME ARGS...
   local name=$1; shift
-  /usr/bin/time -v $E distill "${common[@]}" "$@" --out "$OUT/$name.safetensors" > "$OUT/$name.json" 2> "$OUT/$name.log"
+  $E distill "${common[@]}" "$@" --out "$OUT/$name.safetensors" > "$OUT/$name.json" 2> "$OUT/$name.log"
 }
-run occ-all --features all                 # the shipped choice: attention + hidden + lens + class, window 1, mse+rank
-run occ-attention --features attention     # attention features only (the calibration's weakest)
-run occ-lens --features lens
-run occ-hidden --features hidden
-run occ-all-mse --features all --loss mse
-run occ-all-rank --features all --loss rank
+run occ-all --features all --window 1      # attention + hidden + lens + class, window 1, mse+rank
+run occ-attention --features attention --window 1     # attention features only (the calibration's weakest)
+run occ-lens --features lens --window 1
+run occ-hidden --features hidden --window 1
+run occ-all-mse --features all --loss mse --window 1
+run occ-all-rank --features all --loss rank --window 1
 run occ-all-w0 --features all --window 0
 # Faithfulness of student and teacher on the same 300 test sentences.
 $E eval --data "sst:$DATA/sst" --split test --limit 300 --expnet "$OUT/occ-all.safetensors" \

@@ -94,8 +94,8 @@ pub struct DistillArgs {
     /// Hidden layer widths, comma-separated.
     #[arg(long, default_value = "128,64")]
     pub hidden: String,
-    /// Neighbour window (0 = each token alone).
-    #[arg(long, default_value_t = 1)]
+    /// Neighbour window (0 = each token alone; ±1 measured no better, docs/RESULTS.md).
+    #[arg(long, default_value_t = 0)]
     pub window: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
