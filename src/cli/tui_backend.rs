@@ -81,7 +81,7 @@ impl ExplainBackend for LibraryBackend {
             labels: self.model.labels().to_vec(),
             layers: self.model.num_layers(),
             heads: self.model.num_heads(),
-            explainer: e.explainer,
+            explainer: e.explainer.map(Box::new),
             expnet_skipped: e.skipped,
         }
     }

@@ -232,22 +232,6 @@ impl App {
     pub fn method_label(&self) -> Option<&str> {
         self.methods.get(self.method).map(|m| m.label.as_str())
     }
-    /// What the ExpNet is (help overlay): file, kind, model, mark; or why there is none.
-    pub fn expnet_about(&self) -> Vec<String> {
-        let Some(info) = &self.info else { return Vec::new() };
-        match &info.explainer {
-            Some(e) => {
-                let teacher = e.teacher.as_ref().map_or_else(String::new, |t| format!(" from {t}"));
-                let mark = match e.matches_model {
-                    Some(true) => "",
-                    Some(false) => " · not trained for this model",
-                    None => " · not trained for this model (predates fingerprints)",
-                };
-                vec![format!("{}: {} · {}{teacher} · trained for {}{mark}", e.label(), e.file, e.kind, e.trained_for)]
-            }
-            None => vec![format!("no ExpNet: {}", info.expnet_skipped.as_deref().unwrap_or("none loaded"))],
-        }
-    }
     pub fn result(&self, method: &str) -> Option<&MethodResult> {
         match self.results.get(method) {
             Some(Slot::Done(r)) => Some(r),

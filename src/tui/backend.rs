@@ -22,7 +22,7 @@ pub struct BackendInfo {
     pub layers: usize,
     pub heads: usize,
     /// Provenance of the ExpNet in use (file, kind, trained_for, matches_model).
-    pub explainer: Option<crate::expnet::Explainer>,
+    pub explainer: Option<Box<crate::expnet::Explainer>>,
     /// Why no ExpNet is used, in one line, when there is none.
     pub expnet_skipped: Option<String>,
 }

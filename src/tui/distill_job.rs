@@ -1,4 +1,5 @@
-//! The explorer's side of background distillation (`D`): when the loaded
+//! What the explorer says about its ExpNet, and its side of background
+//! distillation (`D`): when the loaded
 //! model has no ExpNet of its own and texts are at hand (`--texts`,
 //! `--data`), one key distils one from the teacher (occlusion) on a thread
 //! of its own; typing and inference go on meanwhile, a gauge shows the
@@ -36,6 +37,22 @@ pub struct Running {
 }
 
 impl App {
+    /// What the ExpNet is (help overlay): file, kind, model, mark; or why there is none.
+    pub fn expnet_about(&self) -> Vec<String> {
+        let Some(info) = &self.info else { return Vec::new() };
+        match &info.explainer {
+            Some(e) => {
+                let teacher = e.teacher.as_ref().map_or_else(String::new, |t| format!(" from {t}"));
+                let mark = match e.matches_model {
+                    Some(true) => "",
+                    Some(false) => " · not trained for this model",
+                    None => " · not trained for this model (predates fingerprints)",
+                };
+                vec![format!("{}: {} · {}{teacher} · trained for {}{mark}", e.label(), e.file, e.kind, e.trained_for)]
+            }
+            None => vec![format!("no ExpNet: {}", info.expnet_skipped.as_deref().unwrap_or("none loaded"))],
+        }
+    }
     /// Why `D` cannot start a distillation now, or `None` when it can.
     pub fn distill_blocker(&self) -> Option<String> {
         let Some(info) = &self.info else {

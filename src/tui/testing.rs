@@ -188,7 +188,7 @@ impl ExplainBackend for FakeBackend {
             layers: self.layers,
             heads: self.heads,
             expnet_skipped: explainer.is_none().then(|| "no ExpNet was trained for this model".into()),
-            explainer,
+            explainer: explainer.map(Box::new),
         }
     }
 

@@ -35,7 +35,7 @@ fn run_distill(h: &Harness, req: &Request) -> Vec<WorkerEvent> {
     let id = req.id;
     let r = h.backend.distill(texts, plan, req.cancel.flag(), &mut |progress| events.push(WorkerEvent::DistillProgress { id, progress }));
     events.push(match r {
-        Ok(result) => WorkerEvent::Distilled { id, result },
+        Ok(result) => WorkerEvent::Distilled { id, result: Box::new(result) },
         Err(e) => WorkerEvent::DistillFailed { id, error: format!("{e:#}"), stopped: req.cancel.is_cancelled() },
     });
     events

@@ -55,7 +55,7 @@ pub enum WorkerEvent {
     Finished { id: u64 },
     DistillProgress { id: u64, progress: super::backend::DistillProgress },
     /// The distilled ExpNet is in the backend's method list.
-    Distilled { id: u64, result: super::backend::Distilled },
+    Distilled { id: u64, result: Box<super::backend::Distilled> },
     /// Failed, or stopped (`stopped`: the user asked for it).
     DistillFailed { id: u64, error: String, stopped: bool },
 }
@@ -151,7 +151,7 @@ fn side_job(req: Request, backend: &Arc<dyn ExplainBackend>, sink: &Sink) -> Opt
     let spawned = std::thread::Builder::new().name("expnet-distill".into()).spawn(move || {
         let mut report = |progress| s(WorkerEvent::DistillProgress { id, progress });
         match guarded("distillation", || b.distill(&texts, &plan, cancel.flag(), &mut report)) {
-            Ok(result) => s(WorkerEvent::Distilled { id, result }),
+            Ok(result) => s(WorkerEvent::Distilled { id, result: Box::new(result) }),
             Err(e) => s(WorkerEvent::DistillFailed { id, error: format!("{e:#}"), stopped: cancel.is_cancelled() }),
         }
     });
