@@ -25,17 +25,32 @@ import transformers
 from captum.attr import InputXGradient, LayerIntegratedGradients, Saliency
 from captum.attr._utils.approximation_methods import approximation_parameters
 from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     BertModel,
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
+    XLMRobertaConfig,
+    XLMRobertaForSequenceClassification,
 )
+from transformers.models.albert import modeling_albert
 from transformers.models.bert import modeling_bert
+from transformers.models.deberta_v2 import modeling_deberta_v2
 from transformers.models.distilbert import modeling_distilbert
+from transformers.models.electra import modeling_electra
+from transformers.models.modernbert import modeling_modernbert
 from transformers.models.roberta import modeling_roberta
+from transformers.models.xlm_roberta import modeling_xlm_roberta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rules  # noqa: E402
@@ -153,6 +168,213 @@ SPECS = [
     ),
 ]
 
+SPECS += [
+    dict(
+        name="tiny-electra",
+        seed=5005,
+        tokenizer="bert",
+        # embedding_size 16 < hidden 32: exercises embeddings_project. hidden_act gelu_new while
+        # ElectraClassificationHead always uses erf GELU, so the two are told apart.
+        make=lambda vocab: ElectraForSequenceClassification(
+            ElectraConfig(
+                vocab_size=vocab,
+                embedding_size=16,
+                max_position_embeddings=64,
+                hidden_act="gelu_new",
+                num_labels=2,
+                id2label={0: "negative", 1: "positive"},
+                label2id={"negative": 0, "positive": 1},
+                pad_token_id=0,
+                **BERT_SIZES,
+            )
+        ),
+        cases=[
+            ("The acting was brilliant, the story clever.", None),
+            ("Unbelievably dull and far too long.", None),
+            ("Wait... café-quality? Nope!! 🙂", None),
+            ("Was the music good?", "Yes, truly wonderful."),
+        ],
+    ),
+    dict(
+        name="tiny-albert",
+        seed=6006,
+        tokenizer="albert",
+        # One shared layer group applied 3 times; embeddings of width 16 mapped up to 32.
+        make=lambda vocab: AlbertForSequenceClassification(
+            AlbertConfig(
+                vocab_size=vocab,
+                embedding_size=16,
+                hidden_size=32,
+                num_hidden_layers=3,
+                num_hidden_groups=1,
+                inner_group_num=1,
+                num_attention_heads=4,
+                intermediate_size=64,
+                max_position_embeddings=64,
+                hidden_act="gelu_new",
+                num_labels=3,
+                id2label={0: "negative", 1: "neutral", 2: "positive"},
+                label2id={"negative": 0, "neutral": 1, "positive": 2},
+                pad_token_id=0,
+                bos_token_id=2,
+                eos_token_id=3,
+            )
+        ),
+        cases=[
+            ("The film was great.", None),
+            ("Unbelievably overwrought!", None),
+            ("Café? Fun 🙂", None),
+            ("Good?", "Not really."),
+        ],
+    ),
+    dict(
+        name="tiny-xlm-roberta",
+        seed=7007,
+        tokenizer="xlmr",
+        # RoBERTa architecture with a SentencePiece-style Unigram tokenizer.json.
+        make=lambda vocab: XLMRobertaForSequenceClassification(
+            XLMRobertaConfig(
+                vocab_size=vocab,
+                max_position_embeddings=66,
+                hidden_act="gelu",
+                num_labels=2,
+                id2label={0: "negative", 1: "positive"},
+                label2id={"negative": 0, "positive": 1},
+                pad_token_id=1,
+                bos_token_id=0,
+                eos_token_id=2,
+                type_vocab_size=1,
+                layer_norm_eps=1e-5,
+                **BERT_SIZES,
+            )
+        ),
+        cases=[
+            ("The film was wonderful.", None),
+            ("Unbelievably weak.", None),
+            ("Café?  Fun 🙂 too long", None),
+            ("Was it good?", "Not really."),
+        ],
+    ),
+]
+
+DEBERTA_SIZES = dict(
+    vocab_size=None,  # filled from the tokenizer
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    hidden_act="gelu",
+    pooler_hidden_act="gelu",
+    pooler_hidden_size=32,
+    pooler_dropout=0.0,
+    layer_norm_eps=1e-7,
+    pad_token_id=0,
+    num_labels=2,
+    id2label={0: "negative", 1: "positive"},
+    label2id={"negative": 0, "positive": 1},
+)
+
+SPECS += [
+    dict(
+        name="tiny-deberta-v3",
+        seed=8008,
+        tokenizer="deberta",
+        # DeBERTa-v3 layout: relative attention only (no absolute positions), log buckets
+        # (8 buckets, max distance 16, so the test sentences reach the log range and the clamp),
+        # keys shared between content and position, LayerNorm on the relative embeddings,
+        # no token types.
+        make=lambda vocab: DebertaV2ForSequenceClassification(
+            DebertaV2Config(
+                **{**DEBERTA_SIZES, "vocab_size": vocab},
+                relative_attention=True,
+                position_buckets=8,
+                max_relative_positions=16,
+                pos_att_type=["p2c", "c2p"],
+                position_biased_input=False,
+                share_att_key=True,
+                norm_rel_ebd="layer_norm",
+                type_vocab_size=0,
+            )
+        ),
+        cases=[
+            ("The film was wonderful.", None),
+            ("Unbelievably overwrought!", None),
+            ("Café? Fun 🙂", None),
+            ("Good?", "Not really."),
+        ],
+    ),
+    dict(
+        name="tiny-deberta-v2",
+        seed=9009,
+        tokenizer="deberta",
+        # DeBERTa-v2 layout: absolute positions added to the input, separate position
+        # projections (pos_key_proj / pos_query_proj), pos_att_type as the old "c2p|p2c"
+        # string, no buckets (span = max_position_embeddings), narrower embeddings projected
+        # by embed_proj, token types.
+        make=lambda vocab: DebertaV2ForSequenceClassification(
+            DebertaV2Config(
+                **{**DEBERTA_SIZES, "vocab_size": vocab, "hidden_act": "gelu_new"},
+                embedding_size=16,
+                relative_attention=True,
+                position_buckets=-1,
+                max_relative_positions=-1,
+                pos_att_type="c2p|p2c",
+                position_biased_input=True,
+                share_att_key=False,
+                norm_rel_ebd="none",
+                type_vocab_size=2,
+            )
+        ),
+        cases=[
+            ("The movie was boring and slow.", None),
+            ("Surprisingly clever!", None),
+            ("Is it good?", "Yes, really good."),
+        ],
+    ),
+]
+
+SPECS += [
+    dict(
+        name="tiny-modernbert",
+        seed=10010,
+        tokenizer="modernbert",
+        # Layers global, local, global (global_attn_every_n_layers 2); local window 6 (|q-k| <= 3)
+        # so the test sentences are longer than a window; mean pooling; no biases (defaults).
+        make=lambda vocab: ModernBertForSequenceClassification(
+            ModernBertConfig(
+                vocab_size=vocab,
+                hidden_size=32,
+                intermediate_size=48,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                max_position_embeddings=64,
+                global_attn_every_n_layers=2,
+                local_attention=6,
+                global_rope_theta=160000.0,
+                local_rope_theta=10000.0,
+                hidden_activation="gelu",
+                classifier_activation="gelu",
+                classifier_pooling="mean",
+                pad_token_id=0,
+                bos_token_id=2,
+                eos_token_id=3,
+                cls_token_id=2,
+                sep_token_id=3,
+                num_labels=2,
+                id2label={0: "negative", 1: "positive"},
+                label2id={"negative": 0, "positive": 1},
+            )
+        ),
+        cases=[
+            ("The film was wonderful.", None),
+            ("Unbelievably weak plot.", None),
+            ("Fun 🙂 but long", None),
+            ("Good?", "Not really."),
+        ],
+    ),
+]
+
 # ---------------------------------------------------------------- weights
 
 
@@ -170,6 +392,8 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(1.0 + 0.1 * noise if name.endswith("weight") else 0.1 * noise)
             elif name.endswith("bias"):
                 p.copy_(0.1 * noise)
+            elif "embeddings_project" in lname or "embedding_hidden_mapping" in lname:
+                p.copy_(0.2 * noise)
             elif "embeddings" in lname:
                 p.copy_(0.5 * noise)
             else:
@@ -185,7 +409,17 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
 def tokenizer_config(kind: str) -> dict:
     """Minimal tokenizer_config.json so transformers' AutoTokenizer (used by the Python peer
     benchmark's shap text masker) can load the folder; the Rust side only reads tokenizer.json."""
-    if kind == "bert":
+    if kind in ("deberta", "modernbert"):
+        specials = dict(
+            pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+            mask_token="[MASK]", bos_token="[CLS]", eos_token="[SEP]",
+        )
+    elif kind == "albert":
+        specials = dict(
+            pad_token="<pad>", unk_token="<unk>", cls_token="[CLS]", sep_token="[SEP]",
+            mask_token="[MASK]",
+        )
+    elif kind == "bert":
         specials = dict(
             pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
             mask_token="[MASK]",
@@ -219,9 +453,11 @@ class AttentionProbe:
     in A @ V is A + D; D.grad is then dL/dA independently of what transformers returns as
     `attentions`. Used to check that `retain_grad()` on the returned attentions is right."""
 
-    MODULES = [modeling_bert, modeling_roberta, modeling_distilbert]
+    MODULES = [modeling_bert, modeling_roberta, modeling_distilbert, modeling_electra,
+               modeling_albert, modeling_xlm_roberta, modeling_modernbert]
 
-    def __init__(self):
+    def __init__(self, model=None):
+        self.model = model
         self.deltas = []
         self.probs = []
         self._saved = {}
@@ -246,11 +482,34 @@ class AttentionProbe:
         for mod in self.MODULES:
             self._saved[mod] = mod.eager_attention_forward
             mod.eager_attention_forward = forward
+        # DeBERTa has no eager_attention_forward: its probabilities pass through the attention
+        # dropout (identity in eval) right before A @ V, so the probe replaces that module.
+        self._dropouts = []
+        if self.model is not None:
+            for m in self.model.modules():
+                if isinstance(m, modeling_deberta_v2.DisentangledSelfAttention):
+                    self._dropouts.append((m, m.dropout))
+                    m.dropout = _ProbeDropout(probe)
         return self
 
     def __exit__(self, *exc):
         for mod, fn in self._saved.items():
             mod.eager_attention_forward = fn
+        for m, d in self._dropouts:
+            m.dropout = d
+
+
+class _ProbeDropout(torch.nn.Module):
+    def __init__(self, probe):
+        super().__init__()
+        self.probe = probe
+
+    def forward(self, probs):
+        delta = torch.zeros_like(probs, requires_grad=True)
+        self.probe.deltas.append(delta)
+        used = probs + delta
+        self.probe.probs.append(used)
+        return used
 
 
 def model_kwargs(model, enc) -> dict:
@@ -262,10 +521,14 @@ def model_kwargs(model, enc) -> dict:
 
 
 def uses_token_types(model) -> bool:
-    return getattr(model.config, "model_type", "") in ("bert", "roberta")
+    mt = getattr(model.config, "model_type", "")
+    if mt == "deberta-v2":
+        return model.config.type_vocab_size > 0
+    return mt in ("bert", "roberta", "xlm-roberta", "electra", "albert")
 
 
 def is_classifier(model) -> bool:
+    # ModernBERT names its head `head` + `classifier`; all others have `classifier`.
     return hasattr(model, "classifier")
 
 
@@ -284,7 +547,7 @@ def gradient_run(model, emb, kw, target):
 
 def check_attention_grads(model, emb, kw, target, attn, grad_attn):
     """Assert that the returned attentions and their retained gradients match the probe."""
-    with AttentionProbe() as probe:
+    with AttentionProbe(model) as probe:
         out = model(inputs_embeds=emb.detach().clone(), output_attentions=True, **kw)
         out.logits[0, target].backward()
     p_attn = torch.stack([p[0] for p in probe.probs]).detach()
@@ -493,16 +756,25 @@ def write_json(path: str, obj) -> None:
         f.write("\n")
 
 
-def build(out_dir: str) -> None:
+def build(out_dir: str, only=None) -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     bert_vocab = tt.bert_vocab()
-    toks = {"bert": tt.bert_tokenizer(bert_vocab), "roberta": tt.roberta_tokenizer()}
+    toks = {
+        "bert": tt.bert_tokenizer(bert_vocab),
+        "roberta": tt.roberta_tokenizer(),
+        "xlmr": tt.unigram_tokenizer("xlmr"),
+        "albert": tt.unigram_tokenizer("albert"),
+        "deberta": tt.unigram_tokenizer("deberta"),
+        "modernbert": tt.bpe_cls_tokenizer(),
+    }
     os.makedirs(out_dir, exist_ok=True)
 
     for spec in SPECS:
+        if only and spec["name"] not in only:
+            continue
         folder = os.path.join(out_dir, spec["name"])
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
@@ -547,9 +819,10 @@ def main():
     default_out = os.path.normpath(os.path.join(here, "..", "..", "tests", "fixtures"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", default=default_out, help="fixtures folder (default: tests/fixtures)")
+    ap.add_argument("--only", nargs="*", help="fixture names to rebuild (default: all)")
     args = ap.parse_args()
     np.random.seed(0)
-    build(args.out)
+    build(args.out, args.only)
 
 
 if __name__ == "__main__":

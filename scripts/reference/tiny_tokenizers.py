@@ -9,7 +9,7 @@ Two kinds:
 Both are saved as a full tokenizer.json with padding and truncation set to null.
 """
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -127,6 +127,93 @@ def roberta_tokenizer(vocab_size=400):
         ("<s>", tok.token_to_id("<s>")),
         trim_offsets=True,
         add_prefix_space=False,
+    )
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+# SentencePiece-style Unigram tokenizers (XLM-R, ALBERT, DeBERTa-v2/v3 ship these as
+# tokenizer.json converted from their spm.model). Trained here on the same invented corpus.
+UNIGRAM_CORPUS = ROBERTA_CORPUS + [
+    "Wonderful acting, but the screenplay was overwrought.",
+    "Believe it or not, the music was the best part.",
+    "A dull, slow film; nobody enjoyed it.",
+]
+
+
+def unigram_tokenizer(kind, vocab_size=300):
+    """A Unigram (SentencePiece-style, `▁` word marker) tokenizer.
+
+    kind "xlmr": XLM-RoBERTa layout (<s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4), NFKC and
+    collapsed spaces, template `<s> $A </s>` / `<s> $A </s> </s> $B </s>`.
+    kind "deberta": DeBERTa-v2/v3 layout ([PAD]=0, [CLS]=1, [SEP]=2, [UNK]=3, [MASK]=4), NFKC,
+    cased, template as ALBERT's.
+    kind "albert": ALBERT layout (<pad>=0, <unk>=1, [CLS]=2, [SEP]=3, [MASK]=4), lowercased and
+    accents stripped, template `[CLS] $A [SEP]` / `[CLS] $A [SEP] $B [SEP]` with type ids 0/1.
+    """
+    if kind == "xlmr":
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        unk = "<unk>"
+        norm = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    elif kind == "deberta":
+        specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+        unk = "[UNK]"
+        norm = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    else:
+        specials = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
+        unk = "<unk>"
+        norm = normalizers.Sequence(
+            [normalizers.Replace("``", '"'), normalizers.Replace("''", '"'), normalizers.NFKD(),
+             normalizers.StripAccents(), normalizers.Lowercase()]
+        )
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = norm
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=specials, unk_token=unk, show_progress=False,
+        shrinking_factor=0.75, max_piece_length=8,
+    )
+    tok.train_from_iterator(UNIGRAM_CORPUS, trainer=trainer)
+    for i, s in enumerate(specials):
+        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+    if kind == "xlmr":
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)],
+        )
+    else:
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def bpe_cls_tokenizer(vocab_size=400):
+    """A byte-level BPE with BERT-style specials, as ModernBERT ships ([PAD]=0, [UNK]=1, [CLS]=2,
+    [SEP]=3, [MASK]=4), template `[CLS] $A [SEP]` / `[CLS] $A [SEP] $B [SEP]`."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(UNIGRAM_CORPUS, trainer=trainer)
+    for i, s in enumerate(specials):
+        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
     )
     tok.no_padding()
     tok.no_truncation()

@@ -188,4 +188,27 @@ mod tests {
         let replaced = b.last_gradients.lock().unwrap().clone().unwrap();
         assert!(!Arc::ptr_eq(&kept.2, &replaced.2));
     }
+
+    /// What `expnet tui --model DIR` runs, for every model family's fixture: analysis
+    /// (prediction, attention shape) and every fast method plus occlusion give finite scores.
+    #[test]
+    fn explorer_backend_runs_every_family() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for name in ["tiny-electra", "tiny-albert", "tiny-xlm-roberta", "tiny-deberta-v3", "tiny-deberta-v2", "tiny-modernbert"] {
+            let model = Model::load_dir(&fixtures.join(name)).unwrap();
+            let (layers, heads) = (model.num_layers(), model.num_heads());
+            let methods = crate::cli::methods::build_simple("all", &model, None).unwrap();
+            let b = LibraryBackend::new(model, methods, None);
+            assert_eq!((b.info().layers, b.info().heads), (layers, heads), "{name}");
+            let a = b.analyze("an unbelievably dull film").unwrap();
+            let n = a.tokens.len();
+            assert_eq!((a.attentions.layers, a.attentions.heads, a.attentions.len), (layers, heads, n), "{name}");
+            assert!(a.prediction.is_some(), "{name} has a head");
+            for m in b.methods().iter().filter(|m| !m.slow || m.name == "occlusion") {
+                let r = b.explain(&a, &m.name, &Progress::none()).unwrap();
+                assert_eq!(r.scores.len(), n, "{name} {}", m.name);
+                assert!(r.scores.iter().all(|v| v.is_finite()), "{name} {}: {:?}", m.name, r.scores);
+            }
+        }
+    }
 }

@@ -100,7 +100,7 @@ impl Attribution for IntegratedGradients {
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         let model = input.model;
         let enc = input.encoding;
-        let d = model.config().hidden_size;
+        let d = model.config().embedding_size;
         let x = model.word_embeddings(&enc.ids)?;
         let baseline_ids: Vec<u32> = enc
             .tokens

@@ -1,12 +1,15 @@
 //! Attribution methods behind one trait, so the CLI, the evaluator and the TUI
 //! share them and a new method is one file.
 
+pub mod alti;
 pub mod attention;
 pub mod chefer;
+pub mod decomposition;
 pub mod grad_sam;
 pub mod grad_x_input;
 pub mod integrated_gradients;
 pub mod flow;
+pub mod globenc;
 pub mod kernel_shap;
 pub mod lime;
 pub mod masking;
@@ -15,6 +18,7 @@ mod progress;
 pub mod registry;
 pub mod rollout;
 pub mod saliency;
+pub mod value_norm;
 
 pub use progress::{CancelToken, Cancelled, Progress, is_cancelled};
 pub use registry::{METHOD_NAMES, create};
@@ -23,7 +27,9 @@ use crate::model::{Encoding, ForwardOutput, Gradients, Model};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The four families the paper compares against, plus the learned explainer.
+/// The four families the paper compares against, the learned explainer, and
+/// decomposition baselines (forward-only splits of the attention block output
+/// into per-token vectors: value norms, ALTI, GlobEnc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
@@ -32,6 +38,7 @@ pub enum Family {
     Gradient,
     AttentionGradient,
     Perturbation,
+    Decomposition,
 }
 
 /// Everything a method may need about one input. The forward pass (with

@@ -1,10 +1,13 @@
-//! `config.json` of a Hugging Face BERT-family model, reduced to what the
-//! encoder needs, with the differences between BERT, DistilBERT and RoBERTa
-//! resolved in one place.
+//! `config.json` of a Hugging Face encoder classifier, reduced to what the
+//! encoder needs, with the differences between the families (BERT, DistilBERT,
+//! RoBERTa/XLM-R, ELECTRA, ALBERT) resolved in one place.
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 use std::path::Path;
+
+/// The `model_type` values expnet reads, for error messages.
+const SUPPORTED: &str = "bert, distilbert, roberta, xlm-roberta, camembert, electra, albert, deberta-v2 (DeBERTa-v3), modernbert";
 
 /// Which encoder family the weights belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +15,11 @@ pub enum Family {
     Bert,
     DistilBert,
     Roberta,
+    Electra,
+    Albert,
+    /// DeBERTa-v2 and DeBERTa-v3 (both `model_type: "deberta-v2"`).
+    DebertaV2,
+    ModernBert,
 }
 
 impl Family {
@@ -20,6 +28,23 @@ impl Family {
             Family::Bert => "bert",
             Family::DistilBert => "distilbert",
             Family::Roberta => "roberta",
+            Family::Electra => "electra",
+            Family::Albert => "albert",
+            Family::DebertaV2 => "deberta-v2",
+            Family::ModernBert => "modernbert",
+        }
+    }
+
+    /// Prefix of the encoder's tensor names in `*ForSequenceClassification` checkpoints.
+    pub fn weight_prefix(self) -> &'static str {
+        match self {
+            Family::DebertaV2 => "deberta.",
+            Family::ModernBert => "model.",
+            Family::Bert => "bert.",
+            Family::DistilBert => "distilbert.",
+            Family::Roberta => "roberta.",
+            Family::Electra => "electra.",
+            Family::Albert => "albert.",
         }
     }
 }
@@ -34,12 +59,37 @@ pub enum Activation {
     Relu,
 }
 
+impl Activation {
+    /// Parses a transformers activation name (`hidden_act`, `pooler_hidden_act`).
+    pub fn parse(name: &str) -> anyhow::Result<Self> {
+        Ok(match name {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            other => bail!("unsupported activation \"{other}\" (supported: gelu, gelu_new, relu)"),
+        })
+    }
+
+    pub fn apply(self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        match self {
+            Activation::Gelu => x.gelu_erf(),
+            Activation::GeluTanh => x.gelu(),
+            Activation::Relu => x.relu(),
+        }
+    }
+}
+
 /// The parsed configuration.
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
     pub family: Family,
     pub vocab_size: usize,
     pub hidden_size: usize,
+    /// Width of the word embeddings (ELECTRA and ALBERT factorise them and
+    /// project up to `hidden_size`); equals `hidden_size` for the others.
+    pub embedding_size: usize,
+    /// ALBERT: number of distinct layer groups shared over `num_layers`; 1 otherwise.
+    pub num_hidden_groups: usize,
     pub num_layers: usize,
     pub num_heads: usize,
     pub intermediate_size: usize,
@@ -86,10 +136,12 @@ impl ModelConfig {
             "bert" => Family::Bert,
             "distilbert" => Family::DistilBert,
             "roberta" | "xlm-roberta" | "camembert" => Family::Roberta,
-            "" => bail!("config.json has no \"model_type\" (hint: expnet reads Hugging Face folders of BERT, DistilBERT or RoBERTa models)"),
-            other => bail!(
-                "unsupported model_type \"{other}\" (hint: expnet supports BERT-family encoders: bert, distilbert, roberta; MiniLM is bert)"
-            ),
+            "electra" => Family::Electra,
+            "albert" => Family::Albert,
+            "deberta-v2" => Family::DebertaV2,
+            "modernbert" => Family::ModernBert,
+            "" => bail!("config.json has no \"model_type\" (hint: expnet reads Hugging Face folders of {SUPPORTED} models)"),
+            other => bail!("unsupported model_type \"{other}\" (hint: expnet supports {SUPPORTED}; MiniLM is bert)"),
         };
         let is_classifier = architectures.iter().any(|a| a.ends_with("ForSequenceClassification"));
         let get_usize = |keys: &[&str], default: Option<usize>| -> anyhow::Result<usize> {
@@ -120,31 +172,60 @@ impl ModelConfig {
             num_heads > 0 && hidden_size % num_heads == 0,
             "hidden size {hidden_size} is not divisible by {num_heads} heads"
         );
-        let activation = match raw.get(act_key).and_then(Value::as_str).unwrap_or("gelu") {
-            "gelu" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-            "relu" => Activation::Relu,
-            other => bail!("unsupported activation \"{other}\" (supported: gelu, gelu_new, relu)"),
+        let act_key = if family == Family::ModernBert { "hidden_activation" } else { act_key };
+        // ALBERT's default activation is the tanh approximation.
+        let default_act = if family == Family::Albert { "gelu_new" } else { "gelu" };
+        let activation = Activation::parse(raw.get(act_key).and_then(Value::as_str).unwrap_or(default_act))?;
+        let default_pad = match family {
+            Family::Roberta => 1,
+            Family::ModernBert => 50283,
+            _ => 0,
         };
-        let default_pad = if family == Family::Roberta { 1 } else { 0 };
         let labels = if is_classifier {
             parse_labels(&raw)?
         } else {
             Vec::new()
         };
+        let embedding_size = match family {
+            Family::Electra | Family::Albert | Family::DebertaV2 => {
+                get_usize(&["embedding_size"], Some(if family == Family::Albert { 128 } else { hidden_size }))?
+            }
+            _ => hidden_size,
+        };
+        let num_hidden_groups = if family == Family::Albert { get_usize(&["num_hidden_groups"], Some(1))? } else { 1 };
+        if family == Family::Albert {
+            let inner = get_usize(&["inner_group_num"], Some(1))?;
+            anyhow::ensure!(inner == 1, "ALBERT with inner_group_num {inner} is not supported (hint: every released ALBERT uses 1)");
+            anyhow::ensure!(
+                num_hidden_groups >= 1 && num_layers % num_hidden_groups == 0,
+                "ALBERT num_hidden_groups {num_hidden_groups} does not divide num_hidden_layers {num_layers}"
+            );
+        }
         Ok(Self {
             family,
             vocab_size: get_usize(&["vocab_size"], None)?,
             hidden_size,
+            embedding_size,
+            num_hidden_groups,
             num_layers,
             num_heads,
             intermediate_size,
-            max_position_embeddings: get_usize(&["max_position_embeddings"], Some(512))?,
-            type_vocab_size: get_usize(&["type_vocab_size"], Some(if family == Family::DistilBert { 0 } else { 2 }))?,
+            max_position_embeddings: get_usize(
+                &["max_position_embeddings"],
+                Some(if family == Family::ModernBert { 8192 } else { 512 }),
+            )?,
+            type_vocab_size: get_usize(
+                &["type_vocab_size"],
+                Some(if matches!(family, Family::DistilBert | Family::DebertaV2 | Family::ModernBert) { 0 } else { 2 }),
+            )?,
             layer_norm_eps: raw
-                .get("layer_norm_eps")
+                .get(if family == Family::ModernBert { "norm_eps" } else { "layer_norm_eps" })
                 .and_then(Value::as_f64)
-                .unwrap_or(1e-12),
+                .unwrap_or(match family {
+                    Family::DebertaV2 => 1e-7,
+                    Family::ModernBert => 1e-5,
+                    _ => 1e-12,
+                }),
             activation,
             pad_token_id: get_usize(&["pad_token_id"], Some(default_pad))? as u32,
             labels,
@@ -203,6 +284,35 @@ mod tests {
         let e = ModelConfig::from_json(json!({"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1,
             "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 3, "hidden_act": "swish"})).unwrap_err();
         assert!(format!("{e:#}").contains("unsupported activation"));
+    }
+
+    #[test]
+    fn new_families_parse_their_own_keys() {
+        let albert = ModelConfig::from_json(json!({
+            "model_type": "albert", "architectures": ["AlbertForSequenceClassification"],
+            "hidden_size": 8, "embedding_size": 4, "num_hidden_layers": 4, "num_hidden_groups": 2,
+            "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10
+        }))
+        .unwrap();
+        assert_eq!((albert.embedding_size, albert.num_hidden_groups), (4, 2));
+        assert_eq!(albert.activation, Activation::GeluTanh, "ALBERT defaults to gelu_new");
+        let bad = json!({"model_type": "albert", "hidden_size": 8, "num_hidden_layers": 2, "inner_group_num": 2,
+            "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10});
+        assert!(format!("{:#}", ModelConfig::from_json(bad).unwrap_err()).contains("inner_group_num 2"));
+        let deberta = ModelConfig::from_json(json!({
+            "model_type": "deberta-v2", "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10
+        }))
+        .unwrap();
+        assert_eq!((deberta.type_vocab_size, deberta.layer_norm_eps), (0, 1e-7));
+        assert_eq!(deberta.family.weight_prefix(), "deberta.");
+        let modern = ModelConfig::from_json(json!({
+            "model_type": "modernbert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 16, "vocab_size": 10, "hidden_activation": "relu", "norm_eps": 1e-6
+        }))
+        .unwrap();
+        assert_eq!((modern.activation, modern.layer_norm_eps, modern.max_tokens()), (Activation::Relu, 1e-6, 8192));
+        assert_eq!(modern.family.weight_prefix(), "model.");
     }
 
     #[test]

@@ -54,18 +54,29 @@ pub struct EncoderOutput {
     pub logits: Option<Tensor>,
 }
 
-struct LayerNorm {
+#[derive(Clone)]
+pub(super) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f64,
 }
 
 impl LayerNorm {
-    fn load(w: &Weights, name: &str, eps: f64) -> anyhow::Result<Self> {
+    pub(super) fn load(w: &Weights, name: &str, eps: f64) -> anyhow::Result<Self> {
         Ok(Self { weight: w.get_norm_weight(name)?, bias: w.get_norm_bias(name)?, eps })
     }
 
-    fn forward(&self, x: &Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
+    /// A LayerNorm whose bias may be absent (ModernBERT's `norm_bias: false`): zero then.
+    pub(super) fn load_bias_optional(w: &Weights, name: &str, eps: f64) -> anyhow::Result<Self> {
+        let weight = w.get_norm_weight(name)?;
+        let bias = match w.get_norm_bias(name) {
+            Ok(b) => b,
+            Err(_) => weight.zeros_like()?,
+        };
+        Ok(Self { weight, bias, eps })
+    }
+
+    pub(super) fn forward(&self, x: &Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
         if !mode.differentiable && x.is_contiguous() {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
         }
@@ -77,14 +88,32 @@ impl LayerNorm {
     }
 }
 
-fn dropout(x: Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
+/// Softmax over keys, plus (in `attention_probes` mode) a zero variable whose
+/// gradient is d output / d probabilities; every family's attention goes through here.
+pub(super) fn attention_probs(scores: &Tensor, mode: RunMode, probes: &mut Vec<Var>) -> candle_core::Result<Tensor> {
+    let mut probs = if mode.differentiable {
+        candle_nn::ops::softmax(scores, D::Minus1)?
+    } else {
+        candle_nn::ops::softmax_last_dim(scores)?
+    };
+    if mode.attention_probes {
+        let probe = Var::zeros(probs.shape(), DType::F32, probs.device())?;
+        probs = probs.broadcast_add(probe.as_tensor())?;
+        probes.push(probe);
+    }
+    Ok(probs)
+}
+
+pub(super) fn dropout(x: Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
     match mode.dropout {
         Some(p) if p > 0.0 => candle_nn::ops::dropout(&x, p),
         _ => Ok(x),
     }
 }
 
-struct Layer {
+/// One post-norm transformer layer (BERT, DistilBERT, RoBERTa, ELECTRA, ALBERT).
+#[derive(Clone)]
+pub(super) struct Layer {
     query: Linear,
     key: Linear,
     value: Linear,
@@ -96,6 +125,21 @@ struct Layer {
 }
 
 impl Layer {
+    /// Loads a layer from its eight parameter names (query, key, value, attention
+    /// output, attention norm, FFN in, FFN out, output norm); families differ only there.
+    pub(super) fn from_names(w: &Weights, eps: f64, n: [&str; 8]) -> anyhow::Result<Self> {
+        Ok(Self {
+            query: w.linear(n[0])?,
+            key: w.linear(n[1])?,
+            value: w.linear(n[2])?,
+            attn_out: w.linear(n[3])?,
+            attn_norm: LayerNorm::load(w, n[4], eps)?,
+            ffn_in: w.linear(n[5])?,
+            ffn_out: w.linear(n[6])?,
+            out_norm: LayerNorm::load(w, n[7], eps)?,
+        })
+    }
+
     fn load(w: &Weights, cfg: &ModelConfig, i: usize) -> anyhow::Result<Self> {
         let eps = cfg.layer_norm_eps;
         if cfg.family == Family::DistilBert {
@@ -125,19 +169,46 @@ impl Layer {
     }
 }
 
+/// The weights of one layer's attention block that decomposition methods
+/// (value norms, ALTI) need to split its output into per-token parts. Read
+/// from the loaded encoder, so the forward pass itself is untouched: with the
+/// layer's input (a hidden state) and its attention probabilities, these give
+/// every per-head transformed vector `f_h(x_j) = (x_j W_V + b_V)_h W_O^h`.
+#[derive(Clone, Debug)]
+pub struct AttentionBlockParams {
+    /// `[hidden, hidden]`, torch layout (`out × in`).
+    pub value_weight: Tensor,
+    pub value_bias: Option<Tensor>,
+    /// Output projection `W_O`, `[hidden, hidden]` (`out × in`, heads along `in`).
+    pub out_weight: Tensor,
+    pub out_bias: Option<Tensor>,
+    /// Layer norm after the residual connection: gain, bias, epsilon.
+    pub norm_weight: Tensor,
+    pub norm_bias: Tensor,
+    pub norm_eps: f64,
+    /// Layer norm after the feed-forward block (GlobEnc carries the pieces through it).
+    pub output_norm_weight: Tensor,
+    pub output_norm_bias: Tensor,
+    pub output_norm_eps: f64,
+}
+
 /// Classification heads as transformers defines them.
-enum Head {
+pub(super) enum Head {
     /// BERT: tanh(pooler.dense(h[CLS])) → classifier.
     Bert { pooler: Linear, classifier: Linear },
     /// DistilBERT: ReLU(pre_classifier(h[CLS])) → classifier.
     DistilBert { pre_classifier: Linear, classifier: Linear },
     /// RoBERTa: tanh(classifier.dense(h[<s>])) → classifier.out_proj.
     Roberta { dense: Linear, out_proj: Linear },
+    /// act(dense(h[CLS])) → out: ELECTRA (`classifier.dense`, erf GELU,
+    /// `classifier.out_proj`) and DeBERTa's ContextPooler (`pooler.dense`,
+    /// `pooler_hidden_act`, `classifier`).
+    DenseAct { dense: Linear, activation: Activation, out: Linear },
 }
 
 impl Head {
-    fn load(w: &Weights, family: Family) -> anyhow::Result<Self> {
-        Ok(match family {
+    fn load(w: &Weights, cfg: &ModelConfig) -> anyhow::Result<Self> {
+        Ok(match cfg.family {
             Family::Bert => Head::Bert { pooler: w.linear("pooler.dense")?, classifier: w.linear("classifier")? },
             Family::DistilBert => Head::DistilBert {
                 pre_classifier: w.linear("pre_classifier")?,
@@ -147,6 +218,10 @@ impl Head {
                 dense: w.linear("classifier.dense")?,
                 out_proj: w.linear("classifier.out_proj")?,
             },
+            Family::Electra => super::electra::head(w)?,
+            Family::Albert => super::albert::head(w)?,
+            Family::DebertaV2 => super::deberta_v2::head(w, cfg)?,
+            Family::ModernBert => anyhow::bail!("ModernBERT's head is built by modernbert.rs"),
         })
     }
 
@@ -164,6 +239,10 @@ impl Head {
                 let x = dense.forward(&dropout(cls.clone(), mode)?)?.tanh()?;
                 out_proj.forward(&dropout(x, mode)?)
             }
+            Head::DenseAct { dense, activation, out } => {
+                let x = activation.apply(&dense.forward(&dropout(cls.clone(), mode)?)?)?;
+                out.forward(&dropout(x, mode)?)
+            }
         }
     }
 }
@@ -172,9 +251,18 @@ impl Head {
 pub struct Encoder {
     pub cfg: ModelConfig,
     word_embeddings: Embedding,
-    position_embeddings: Embedding,
+    /// Absent for DeBERTa-v3 (`position_biased_input: false`): positions enter through attention.
+    position_embeddings: Option<Embedding>,
     type_embeddings: Option<Embedding>,
     embed_norm: LayerNorm,
+    /// ELECTRA / ALBERT / DeBERTa: projection of the (narrower) embeddings to the hidden size.
+    embed_project: Option<Linear>,
+    /// DeBERTa projects before the embedding LayerNorm, ELECTRA and ALBERT after it.
+    project_before_norm: bool,
+    /// DeBERTa-v2/v3: disentangled relative-position terms added to the attention scores.
+    relative: Option<super::deberta_v2::Relative>,
+    /// ModernBERT: its own pre-norm rotary layers and head replace `layers` and `head`.
+    modern: Option<super::modernbert::ModernBert>,
     layers: Vec<Layer>,
     head: Option<Head>,
 }
@@ -182,7 +270,10 @@ pub struct Encoder {
 impl Encoder {
     /// Builds the encoder from canonical (prefix-free) weights.
     pub fn new(cfg: ModelConfig, w: &Weights) -> anyhow::Result<Self> {
-        let hidden = cfg.hidden_size;
+        let hidden = cfg.embedding_size;
+        if cfg.family == Family::ModernBert {
+            return super::modernbert::encoder(cfg, w);
+        }
         let word = w.get("embeddings.word_embeddings.weight")?;
         anyhow::ensure!(
             word.dims() == [cfg.vocab_size, hidden],
@@ -190,21 +281,35 @@ impl Encoder {
             word.dims(),
             cfg.vocab_size
         );
-        let type_embeddings = if cfg.family == Family::DistilBert {
+        let type_embeddings = if cfg.family == Family::DistilBert || cfg.type_vocab_size == 0 {
             None
         } else {
             Some(Embedding::new(w.get("embeddings.token_type_embeddings.weight")?, hidden))
         };
+        let (position_embeddings, relative) = match cfg.family {
+            Family::DebertaV2 => super::deberta_v2::positions(w, &cfg)?,
+            _ => (Some(w.get("embeddings.position_embeddings.weight")?), None),
+        };
         let embed_norm = LayerNorm::load(w, "embeddings.LayerNorm", cfg.layer_norm_eps)?;
-        let layers = (0..cfg.num_layers)
-            .map(|i| Layer::load(w, &cfg, i))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let head = if cfg.is_classifier { Some(Head::load(w, cfg.family)?) } else { None };
+        let (layers, embed_project) = match cfg.family {
+            Family::Albert => (super::albert::layers(w, &cfg)?, Some(super::albert::projection(w)?)),
+            Family::DebertaV2 => (super::deberta_v2::layers(w, &cfg)?, super::deberta_v2::projection(w, &cfg)?),
+            _ => {
+                let layers = (0..cfg.num_layers).map(|i| Layer::load(w, &cfg, i)).collect::<anyhow::Result<Vec<_>>>()?;
+                let project = if cfg.family == Family::Electra { super::electra::projection(w, &cfg)? } else { None };
+                (layers, project)
+            }
+        };
+        let head = if cfg.is_classifier { Some(Head::load(w, &cfg)?) } else { None };
         Ok(Self {
             word_embeddings: Embedding::new(word, hidden),
-            position_embeddings: Embedding::new(w.get("embeddings.position_embeddings.weight")?, hidden),
+            position_embeddings: position_embeddings.map(|t| Embedding::new(t, hidden)),
             type_embeddings,
             embed_norm,
+            embed_project,
+            project_before_norm: cfg.family == Family::DebertaV2,
+            relative,
+            modern: None,
             layers,
             head,
             cfg,
@@ -212,13 +317,71 @@ impl Encoder {
     }
 
     pub fn has_head(&self) -> bool {
-        self.head.is_some()
+        self.head.is_some() || self.modern.as_ref().is_some_and(|m| m.has_head())
+    }
+
+    /// An encoder whose layers and head live elsewhere (ModernBERT): only the
+    /// word embeddings, their norm and the family hook are set here.
+    pub(super) fn with_family_body(
+        cfg: ModelConfig,
+        word: Tensor,
+        embed_norm: LayerNorm,
+        modern: super::modernbert::ModernBert,
+    ) -> Self {
+        let hidden = cfg.embedding_size;
+        Self {
+            word_embeddings: Embedding::new(word, hidden),
+            position_embeddings: None,
+            type_embeddings: None,
+            embed_norm,
+            embed_project: None,
+            project_before_norm: false,
+            relative: None,
+            modern: Some(modern),
+            layers: Vec::new(),
+            head: None,
+            cfg,
+        }
+    }
+
+    /// Attention-block weights of `layer` (see [`AttentionBlockParams`]).
+    pub fn attention_block(&self, layer: usize) -> Option<AttentionBlockParams> {
+        let l = self.layers.get(layer)?;
+        Some(AttentionBlockParams {
+            value_weight: l.value.weight().clone(),
+            value_bias: l.value.bias().cloned(),
+            out_weight: l.attn_out.weight().clone(),
+            out_bias: l.attn_out.bias().cloned(),
+            norm_weight: l.attn_norm.weight.clone(),
+            norm_bias: l.attn_norm.bias.clone(),
+            norm_eps: l.attn_norm.eps,
+            output_norm_weight: l.out_norm.weight.clone(),
+            output_norm_bias: l.out_norm.bias.clone(),
+            output_norm_eps: l.out_norm.eps,
+        })
+    }
+
+    /// The feed-forward block of `layer` alone, `FFN(h)` without residual or
+    /// norm, for `[.., hidden]` inputs (inference; decomposition methods need
+    /// the state the second layer norm sees).
+    pub fn feed_forward(&self, layer: usize, h: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let Some(l) = self.layers.get(layer) else { return Ok(None) };
+        let inter = l.ffn_in.forward(h)?;
+        let inter = match self.cfg.activation {
+            Activation::Gelu => inter.gelu_erf()?,
+            Activation::GeluTanh => inter.gelu()?,
+            Activation::Relu => inter.relu()?,
+        };
+        l.ffn_out.forward(&inter).map(Some)
     }
 
     /// The classification head applied to any hidden vectors `[n, hidden]`
     /// (inference mode): a "logit lens" on every token, read by distilled
     /// ExpNet features. `None` for a bare encoder.
     pub fn head_logits(&self, rows: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        if let Some(m) = &self.modern {
+            return m.head_logits(rows);
+        }
         match &self.head {
             Some(head) => Ok(Some(head.forward(rows, RunMode::INFERENCE)?)),
             None => Ok(None),
@@ -238,21 +401,45 @@ impl Encoder {
     /// Runs the encoder (and head) on a batch.
     pub fn forward(&self, input: &EncoderInput, mode: RunMode) -> candle_core::Result<EncoderOutput> {
         let cfg = &self.cfg;
-        let (batch, len, hidden) = input.word_embeds.dims3()?;
+        if let Some(m) = &self.modern {
+            return m.forward(&self.embed_norm, input, mode);
+        }
+        let (batch, len, _) = input.word_embeds.dims3()?;
+        let hidden = cfg.hidden_size;
         let heads = cfg.num_heads;
         let head_dim = hidden / heads;
-        let mut x = input.word_embeds.broadcast_add(&self.position_embeddings.forward(input.position_ids)?)?;
+        let mut x = input.word_embeds.clone();
+        if let Some(pe) = &self.position_embeddings {
+            x = x.broadcast_add(&pe.forward(input.position_ids)?)?;
+        }
         if let Some(te) = &self.type_embeddings {
             x = x.broadcast_add(&te.forward(input.type_ids)?)?;
         }
+        let (pre, post) = match &self.embed_project {
+            Some(p) if self.project_before_norm => (Some(p), None),
+            p => (None, p.as_ref()),
+        };
+        if let Some(project) = pre {
+            x = project.forward(&x)?;
+        }
         x = dropout(self.embed_norm.forward(&x, mode)?, mode)?;
+        if let Some(project) = post {
+            x = project.forward(&x)?;
+        }
 
         // Additive mask: 0 for real tokens, a large negative value for padding.
         let additive_mask = match input.attention_mask {
             Some(m) => Some(((m.ones_like()? - m)? * -1e9f64)?.reshape((batch, 1, 1, len))?),
             None => None,
         };
-        let scale = 1.0 / (head_dim as f64).sqrt();
+        let scale = match &self.relative {
+            Some(rel) => rel.scale(head_dim),
+            None => 1.0 / (head_dim as f64).sqrt(),
+        };
+        let relative = match &self.relative {
+            Some(rel) => Some(rel.prepare(len, mode)?),
+            None => None,
+        };
         let split = |t: Tensor| -> candle_core::Result<Tensor> {
             t.reshape((batch, len, heads, head_dim))?.transpose(1, 2)?.contiguous()
         };
@@ -260,35 +447,25 @@ impl Encoder {
         let mut hidden_states = vec![x.clone()];
         let mut attentions = Vec::with_capacity(self.layers.len());
         let mut probes = Vec::new();
-        for layer in &self.layers {
+        for (li, layer) in self.layers.iter().enumerate() {
             let q = split(layer.query.forward(&x)?)?;
             let k = split(layer.key.forward(&x)?)?;
             let v = split(layer.value.forward(&x)?)?;
             let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+            if let (Some(rel), Some(prepared)) = (&self.relative, &relative) {
+                scores = (scores + rel.scores(li, prepared, &q, &k)?)?;
+            }
             if let Some(m) = &additive_mask {
                 scores = scores.broadcast_add(m)?;
             }
-            let mut probs = if mode.differentiable {
-                candle_nn::ops::softmax(&scores, D::Minus1)?
-            } else {
-                candle_nn::ops::softmax_last_dim(&scores)?
-            };
-            if mode.attention_probes {
-                let probe = Var::zeros(probs.shape(), DType::F32, probs.device())?;
-                probs = probs.broadcast_add(probe.as_tensor())?;
-                probes.push(probe);
-            }
+            let probs = attention_probs(&scores, mode, &mut probes)?;
             attentions.push(probs.clone());
             let probs_d = dropout(probs, mode)?;
             let ctx = probs_d.matmul(&v)?.transpose(1, 2)?.reshape((batch, len, hidden))?;
             let attn = dropout(layer.attn_out.forward(&ctx)?, mode)?;
             let h = layer.attn_norm.forward(&(attn + &x)?, mode)?;
             let inter = layer.ffn_in.forward(&h)?;
-            let inter = match cfg.activation {
-                Activation::Gelu => inter.gelu_erf()?,
-                Activation::GeluTanh => inter.gelu()?,
-                Activation::Relu => inter.relu()?,
-            };
+            let inter = cfg.activation.apply(&inter)?;
             let out = dropout(layer.ffn_out.forward(&inter)?, mode)?;
             x = layer.out_norm.forward(&(out + &h)?, mode)?;
             hidden_states.push(x.clone());

@@ -4,9 +4,13 @@
 //! runs the encoder (inference mode, fused kernels) and returns plain-Rust
 //! results, or runs it in differentiable mode for gradient methods.
 
+mod albert;
 pub mod config;
+mod deberta_v2;
+mod electra;
 pub mod encoder;
 mod fingerprint;
+mod modernbert;
 mod resolve;
 mod tensor;
 mod token;
@@ -15,7 +19,7 @@ pub mod weights;
 
 pub use fingerprint::fingerprint;
 pub use config::{Activation, Family as ModelFamily, ModelConfig};
-pub use resolve::{hub_cache_dir, resolve_hub_id, resolve_model_dir};
+pub use resolve::{HubOptions, hub_cache_dir, resolve_hub_id, resolve_hub_id_with, resolve_model_dir};
 pub use tensor::Attentions;
 pub use token::{Encoding, Token};
 pub use tokenize::TextTokenizer;
@@ -64,6 +68,7 @@ pub struct ForwardOutput {
 pub struct Gradients {
     /// The logit that was differentiated.
     pub logit: f32,
+    /// Width of one word embedding (`embedding_size`; the hidden size except for ELECTRA/ALBERT).
     pub hidden: usize,
     /// Word embeddings of the input, `[len][hidden]` flat.
     pub embeddings: Vec<f32>,
@@ -102,7 +107,7 @@ impl Model {
             anyhow::bail!("{} has no config.json (hint: point --model at a Hugging Face model folder)", dir.display());
         }
         let cfg = ModelConfig::from_file(&cfg_path)?;
-        let weights = Weights::load_dir(dir, &format!("{}.", cfg.family.as_str()))?;
+        let weights = Weights::load_dir(dir, cfg.family.weight_prefix())?;
         let tokenizer = TextTokenizer::from_dir(dir, cfg.max_tokens())?;
         Self::from_parts(cfg, &weights, tokenizer, &dir.display().to_string())
     }
@@ -258,7 +263,7 @@ impl Model {
         }
         Ok(Gradients {
             logit: logit.to_scalar()?,
-            hidden: self.config().hidden_size,
+            hidden: self.config().embedding_size,
             embeddings: embeds.as_tensor().flatten_all()?.to_vec1()?,
             embedding_grads: g_emb.flatten_all()?.to_vec1()?,
             attentions: stack_attentions(&out.attentions, l, h, n)?,
@@ -276,7 +281,7 @@ impl Model {
         target: usize,
     ) -> anyhow::Result<(Vec<f32>, Vec<Vec<f32>>)> {
         anyhow::ensure!(self.is_classifier(), "gradient methods need a classification head; {} is a bare encoder", self.name);
-        let (n, d, b) = (enc.len(), self.config().hidden_size, embeds.len());
+        let (n, d, b) = (enc.len(), self.config().embedding_size, embeds.len());
         let flat: Vec<f32> = embeds.iter().flatten().copied().collect();
         anyhow::ensure!(flat.len() == b * n * d, "embedding batch has the wrong size");
         let var = candle_core::Var::from_vec(flat, (b, n, d), &self.device)?;

@@ -1,6 +1,7 @@
 //! Turning `--model` into a folder: a local path, or a Hugging Face hub id
 //! looked up in hf-hub's cache (`HF_HUB_CACHE`, `HF_HOME/hub`, or
-//! `~/.cache/huggingface/hub`) and downloaded there when online.
+//! `~/.cache/huggingface/hub`) and downloaded there when online, from
+//! `HF_ENDPOINT` (default `https://huggingface.co`).
 
 use anyhow::bail;
 use hf_hub::{Cache, Repo, RepoType};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Files a model folder may need; the first group is required.
 const REQUIRED: &[&str] = &["config.json"];
 const TOKENIZER_FILES: &[&str] = &["tokenizer.json", "vocab.txt"];
+const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 const WEIGHT_FILES: &[&str] = &["model.safetensors", "pytorch_model.bin"];
 const OPTIONAL: &[&str] = &["tokenizer_config.json"];
 
@@ -24,10 +26,27 @@ pub fn hub_cache_dir() -> PathBuf {
     home.join(".cache").join("huggingface").join("hub")
 }
 
-fn offline() -> bool {
-    ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"]
-        .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes")))
+/// Where and whether to download: `HF_ENDPOINT` and `HF_HUB_OFFLINE` by default.
+#[derive(Clone, Debug)]
+pub struct HubOptions {
+    /// Hub base URL (a mirror, or a local server in tests).
+    pub endpoint: String,
+    /// Never touch the network; only the cache.
+    pub offline: bool,
+}
+
+impl HubOptions {
+    pub fn from_env() -> Self {
+        let offline = ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"]
+            .iter()
+            .any(|k| std::env::var(k).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes" | "ON" | "on")));
+        let endpoint = std::env::var("HF_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty())
+            .map(|e| e.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        Self { endpoint, offline }
+    }
 }
 
 /// Looks like `owner/name` or `name[@revision]` rather than a path.
@@ -64,6 +83,11 @@ pub fn resolve_model_dir(spec: &str) -> anyhow::Result<PathBuf> {
 
 /// Resolves a hub id through the cache at `cache_dir`, downloading missing files when online.
 pub fn resolve_hub_id(spec: &str, cache_dir: &Path) -> anyhow::Result<PathBuf> {
+    resolve_hub_id_with(spec, cache_dir, &HubOptions::from_env())
+}
+
+/// [`resolve_hub_id`] with explicit endpoint and offline setting.
+pub fn resolve_hub_id_with(spec: &str, cache_dir: &Path, opts: &HubOptions) -> anyhow::Result<PathBuf> {
     let (id, revision) = match spec.split_once('@') {
         Some((id, rev)) => (id.to_owned(), rev.to_owned()),
         None => (spec.to_owned(), "main".to_owned()),
@@ -84,21 +108,33 @@ pub fn resolve_hub_id(spec: &str, cache_dir: &Path) -> anyhow::Result<PathBuf> {
         .chain((!has_group(TOKENIZER_FILES)).then_some("tokenizer.json"))
         .chain((!has_group(WEIGHT_FILES)).then_some("model.safetensors"))
         .collect();
-    if offline() {
+    if opts.offline {
         bail!(
             "model {spec} is not complete in the hub cache {} (missing: {}) and HF_HUB_OFFLINE is set (hint: unset HF_HUB_OFFLINE to download, or run `huggingface-cli download {id}` on a connected machine and copy the cache)",
             cache_dir.display(),
             missing.join(", ")
         );
     }
-    download(&repo, cache_dir).map_err(|e| {
+    download(&repo, cache_dir, &opts.endpoint).map_err(|e| {
         anyhow::anyhow!(
-            "model {spec} is not in the hub cache {} (missing: {}) and downloading it failed: {} (hint: check the id and your network, set HF_HUB_CACHE/HF_HOME to the cache you use, or pass a local folder)",
+            "model {spec} is not complete in the hub cache {} and downloading it from {} failed: {} (hint: check the id, revision and network; an interrupted download resumes when run again; set HF_HUB_CACHE/HF_HOME to the cache you use, or pass a local folder)",
             cache_dir.display(),
-            missing.join(", "),
+            opts.endpoint,
             concise_chain(&e)
         )
     })
+}
+
+/// One hf-hub error as a short phrase; HTTP 404 becomes "not found".
+fn describe(file: &str, e: &hf_hub::api::sync::ApiError) -> String {
+    let text = e.to_string();
+    if text.contains("status code 404") {
+        format!("{file}: not found (HTTP 404)")
+    } else if text.contains("status code 401") || text.contains("status code 403") {
+        format!("{file}: access denied (gated or private repository; set HF_TOKEN)")
+    } else {
+        format!("{file}: {text}")
+    }
 }
 
 /// An error chain with each cause said once: HTTP client errors repeat
@@ -117,22 +153,30 @@ pub fn concise_chain(e: &anyhow::Error) -> String {
     kept.join(": ")
 }
 
-fn download(repo: &Repo, cache_dir: &Path) -> anyhow::Result<PathBuf> {
+fn download(repo: &Repo, cache_dir: &Path, endpoint: &str) -> anyhow::Result<PathBuf> {
     let api = hf_hub::api::sync::ApiBuilder::new()
         .with_cache_dir(cache_dir.to_path_buf())
+        .with_endpoint(endpoint.to_owned())
         .with_progress(false)
         .build()?;
     let api = api.repo(repo.clone());
-    let config = api.get("config.json")?;
+    let config = api.get("config.json").map_err(|e| {
+        let what = describe("config.json", &e);
+        if what.ends_with("(HTTP 404)") {
+            anyhow::anyhow!("repository {} at revision {} not found ({what})", repo.url(), repo.revision())
+        } else {
+            anyhow::anyhow!(what)
+        }
+    })?;
     let first_ok = |group: &[&str]| -> anyhow::Result<()> {
-        let mut last = None;
+        let mut errors = Vec::new();
         for f in group {
             match api.get(f) {
                 Ok(_) => return Ok(()),
-                Err(e) => last = Some(e),
+                Err(e) => errors.push(describe(f, &e)),
             }
         }
-        Err(last.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("nothing to download")))
+        anyhow::bail!("none of {} could be downloaded: {}", group.join(", "), errors.join("; "))
     };
     first_ok(TOKENIZER_FILES)?;
     first_ok(WEIGHT_FILES)?;

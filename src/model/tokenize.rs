@@ -1,5 +1,5 @@
-//! Tokenization with the `tokenizers` crate: `tokenizer.json` with padding and
-//! truncation switched off (many shipped files pad to a fixed 128), or a
+//! Tokenization with the `tokenizers` crate: `tokenizer.json` (WordPiece, BPE or
+//! Unigram) with padding and truncation switched off (many shipped files pad to a fixed 128), or a
 //! WordPiece tokenizer built from `vocab.txt`. Inputs longer than the model's
 //! limit are truncated and flagged, never silently.
 
@@ -11,6 +11,10 @@ use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{Model as _, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// SentencePiece model files (ALBERT, XLM-R, DeBERTa-v2/v3, CamemBERT) that only
+/// transformers' slow tokenizers read; their fast `tokenizer.json` is what expnet needs.
+const SENTENCEPIECE_FILES: &[&str] = &["spm.model", "sentencepiece.bpe.model", "spiece.model", "sentencepiece.model"];
 
 /// A tokenizer limited to the model's maximum length.
 #[derive(Clone)]
@@ -34,6 +38,14 @@ impl TextTokenizer {
         if vocab.is_file() {
             let lowercase = read_lowercase_flag(dir);
             return Self::new(wordpiece_from_vocab(&vocab, lowercase)?, max_tokens);
+        }
+        if let Some(spm) = SENTENCEPIECE_FILES.iter().find(|f| dir.join(f).is_file()) {
+            anyhow::bail!(
+                "{} has only a SentencePiece {spm}, which expnet cannot read (hint: write tokenizer.json with transformers' fast tokenizer: python -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('{}').save_pretrained('{}')\")",
+                dir.display(),
+                dir.display(),
+                dir.display()
+            );
         }
         anyhow::bail!(
             "no tokenizer in {} (expected tokenizer.json or vocab.txt; hint: download the tokenizer files with the model)",
@@ -142,4 +154,21 @@ fn wordpiece_from_vocab(vocab: &Path, lowercase: bool) -> anyhow::Result<Tokeniz
     tok.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
     tok.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
     Ok(tok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentencepiece_only_folder_says_how_to_make_tokenizer_json() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("spm.model"), b"not read").unwrap();
+        let e = format!("{:#}", TextTokenizer::from_dir(tmp.path(), 512).err().unwrap());
+        assert!(e.contains("only a SentencePiece spm.model"), "{e}");
+        assert!(e.contains("AutoTokenizer.from_pretrained") && e.contains("save_pretrained"), "{e}");
+        let empty = tempfile::tempdir().unwrap();
+        let e = format!("{:#}", TextTokenizer::from_dir(empty.path(), 512).err().unwrap());
+        assert!(e.contains("no tokenizer"), "{e}");
+    }
 }

@@ -56,6 +56,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("click token", "select it and show its score under every method"),
     ("click head", "select that head"),
     ("click tab / example", "switch pane / select example"),
+    ("", "Attention by model family"),
+    ("ALBERT", "a layer is one pass of the one shared layer"),
+    ("DeBERTa", "scores add relative-position terms (c2p, p2c)"),
+    ("ModernBERT", "local layers: 0 outside a ±local_attention/2 window"),
 ];
 
 /// Applies one terminal event; `area` is the screen size for mouse hit tests.
