@@ -508,7 +508,8 @@ impl App {
             WorkerEvent::Loaded { info, methods } => {
                 self.method = methods.iter().position(|m| m.name == "expnet").unwrap_or(0);
                 if info.expnet.is_none() && self.load_warnings.is_empty() {
-                    self.notify("no ExpNet weights loaded: showing attention methods only");
+                    let why = info.expnet_skipped.as_deref().unwrap_or("no ExpNet weights loaded");
+                    self.notify(format!("no ExpNet: {why}"));
                 } else if info.expnet.is_none() {
                     self.notify_error("ExpNet not loaded (see the message): the other methods work");
                 } else {

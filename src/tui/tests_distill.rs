@@ -23,6 +23,8 @@ fn without_expnet(n: usize) -> Harness {
     let mut b = FakeBackend::new();
     b.with_expnet = false;
     let mut h = Harness::with_backend(b);
+    let loaded = h.app.notice.clone().unwrap().text;
+    assert!(loaded.contains("no ExpNet: no ExpNet was trained for this model"), "the reason shows: {loaded}");
     h.app.distill.texts = texts(n);
     h.key(KeyCode::Esc);
     h
