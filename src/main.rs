@@ -10,6 +10,7 @@ fn load_model(spec: Option<&str>) -> anyhow::Result<Model> {
 }
 
 fn main() {
+    expnet::model::ops::threads::configure();
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Explain(args)) => expnet::cli::explain::run(args, load_model),

@@ -32,6 +32,47 @@ pub struct BenchArgs {
     /// JSON written by `scripts/bench_python.py --json` on the same machine.
     #[arg(long)]
     pub peer: Option<String>,
+    /// Encoder kernels: `fused` (default), `candle` (candle's elementary ops and
+    /// candle-nn's Linear), or `both` (alternating, same run; adds a column with
+    /// the candle path and the speed-up, so the ratio holds on a loaded machine).
+    #[arg(long, default_value = "fused")]
+    pub kernels: String,
+}
+
+/// The CPU and its vector extensions, for the header of every table.
+pub fn machine_line() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    #[allow(unused_mut)]
+    let mut ext: Vec<&str> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        for (name, on) in [
+            ("sse4.2", has!("sse4.2")),
+            ("avx", has!("avx")),
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+            ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512vl", has!("avx512vl")),
+        ] {
+            if on {
+                ext.push(name);
+            }
+        }
+    }
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| "unset".into());
+    format!(
+        "CPU: {model} ({} logical); vector extensions: {}; rayon threads {}; CANDLE_NUM_THREADS={}; CANDLE_BARRIER_POOL_SPIN_LIMIT={}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if ext.is_empty() { "none detected".to_owned() } else { ext.join(" ") },
+        candle_core::utils::get_num_threads(),
+        env("CANDLE_NUM_THREADS"),
+        env("CANDLE_BARRIER_POOL_SPIN_LIMIT"),
+    )
 }
 
 /// Same filler as scripts/bench_python.py, so both sides explain the same text.
@@ -145,34 +186,57 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         None => None,
     };
     let lengths: Vec<usize> = args.lengths.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
-    println!("| method | tokens | expnet ms | expnet passes | python ms | python passes | python ms / expnet ms | cancel ms |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let (kernels, both): (&[bool], bool) = match args.kernels.as_str() {
+        "fused" => (&[true], false),
+        "candle" => (&[false], false),
+        "both" => (&[true, false], true),
+        k => anyhow::bail!("--kernels {k}: expected fused, candle or both"),
+    };
+    crate::model::ops::set_fused(kernels[0]);
+    println!("{}\n", machine_line());
+    let extra = if both { " candle-path ms | fused speed-up |" } else { "" };
+    println!("| method | tokens | expnet ms | expnet passes | python ms | python passes | python ms / expnet ms | cancel ms |{extra}");
+    println!("|---|---|---|---|---|---|---|---|{}", if both { "---|---|" } else { "" });
     for &len in &lengths {
         let mut rows_peer_only: Vec<(String, (f64, u64))> = Vec::new();
         let text = text_of_length(&model, len)?;
         let enc = model.encode(&text)?;
-        let mut times = Vec::new();
+        let mut times = vec![Vec::new(); kernels.len()];
         let mut fwd = model.forward(&enc)?;
         for _ in 0..args.repeats.max(1) {
-            let t0 = Instant::now();
-            fwd = model.forward(&enc)?;
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            for (k, &fused) in kernels.iter().enumerate() {
+                crate::model::ops::set_fused(fused);
+                let t0 = Instant::now();
+                fwd = model.forward(&enc)?;
+                times[k].push(t0.elapsed().as_secs_f64() * 1e3);
+            }
         }
-        let mut rows = vec![("forward".to_string(), median(times), 1usize, None)];
+        crate::model::ops::set_fused(kernels[0]);
+        let mut alt = vec![times.get(1).map(|t| median(t.clone()))];
+        let mut rows = vec![("forward".to_string(), median(times.swap_remove(0)), 1usize, None)];
         let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
         // A fresh input per call: nothing (e.g. shared gradients) carries over between timings.
         let input = || ExplainInput::new(&model, &enc, &fwd, target);
         for m in &methods {
-            let _ = m.explain(&input(), &Progress::none())?; // warm-up
-            let mut times = Vec::new();
+            let mut times = vec![Vec::new(); kernels.len()];
             let mut passes = 0;
-            for _ in 0..args.repeats.max(1) {
-                let fresh = input();
-                let t0 = Instant::now();
-                passes = m.explain(&fresh, &Progress::none())?.forward_passes;
-                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            for &fused in kernels {
+                crate::model::ops::set_fused(fused);
+                let _ = m.explain(&input(), &Progress::none())?; // warm-up
             }
-            let ms = median(times);
+            // Alternate the kernel paths within each repeat, so load changes hit both alike.
+            for _ in 0..args.repeats.max(1) {
+                for (k, &fused) in kernels.iter().enumerate() {
+                    crate::model::ops::set_fused(fused);
+                    let fresh = input();
+                    let t0 = Instant::now();
+                    passes = m.explain(&fresh, &Progress::none())?.forward_passes;
+                    times[k].push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            crate::model::ops::set_fused(kernels[0]);
+            alt.push(times.get(1).map(|t| median(t.clone())));
+            let ms = median(times.swap_remove(0));
             // Cancel a third of the way in (slow methods only): worst case is one batch.
             let cancel = if m.is_slow() { cancel_latency_ms(m.as_ref(), &input(), ms / 3.0)? } else { None };
             rows.push((m.name().to_string(), ms, passes, cancel));
@@ -181,10 +245,15 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         if let Some(ms) = peer.as_ref().and_then(|p| peer_ms_named(p, "partition", len)) {
             rows_peer_only.push(("shap partition (python only)".to_string(), ms));
         }
-        for (name, ms, passes, cancel) in rows {
+        for ((name, ms, passes, cancel), alt) in rows.into_iter().zip(alt) {
             let p = peer.as_ref().and_then(|p| peer_ms(p, &name, len));
+            let extra = match alt {
+                Some(a) => format!(" {a:.2} | {:.2}× |", a / ms),
+                None if both => " - | - |".to_owned(),
+                None => String::new(),
+            };
             println!(
-                "| {name} | {len} | {ms:.2} | {passes} | {} | {} | {} | {} |",
+                "| {name} | {len} | {ms:.2} | {passes} | {} | {} | {} | {} |{extra}",
                 p.map_or("-".into(), |v| format!("{:.2}", v.0)),
                 p.map_or("-".into(), |v| v.1.to_string()),
                 p.map_or("-".into(), |v| format!("{:.2}×", v.0 / ms)),
@@ -192,7 +261,7 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
             );
         }
         for (name, (ms, rows)) in rows_peer_only {
-            println!("| {name} | {len} | - | - | {ms:.2} | {rows} | - | - |");
+            println!("| {name} | {len} | - | - | {ms:.2} | {rows} | - | - |{}", if both { " - | - |" } else { "" });
         }
     }
     Ok(())

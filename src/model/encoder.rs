@@ -12,6 +12,14 @@ use super::weights::Weights;
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{Embedding, Linear};
 
+use super::ops;
+
+/// A linear layer: the fused frozen-weight op when enabled (input gradient
+/// only), candle-nn's otherwise.
+fn linear(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    if ops::fused() { ops::linear::linear_input_grad(layer, x) } else { layer.forward(x) }
+}
+
 /// How to run the encoder.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RunMode {
@@ -77,6 +85,9 @@ impl LayerNorm {
     }
 
     pub(super) fn forward(&self, x: &Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
+        if ops::fused() && x.device().is_cpu() {
+            return ops::norm::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
+        }
         if !mode.differentiable && x.is_contiguous() {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
         }
@@ -448,25 +459,44 @@ impl Encoder {
         let mut attentions = Vec::with_capacity(self.layers.len());
         let mut probes = Vec::new();
         for (li, layer) in self.layers.iter().enumerate() {
-            let q = split(layer.query.forward(&x)?)?;
-            let k = split(layer.key.forward(&x)?)?;
-            let v = split(layer.value.forward(&x)?)?;
-            let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+            let q = split(linear(&layer.query, &x)?)?;
+            let k = split(linear(&layer.key, &x)?)?;
+            let v = split(linear(&layer.value, &x)?)?;
+            // DeBERTa's relative terms carry their own scale, so they take the unfused path.
+            let fused_softmax = ops::fused() && q.device().is_cpu() && self.relative.is_none();
+            let raw_scores = q.matmul(&k.t()?.contiguous()?)?;
+            // The fused softmax applies the scale itself (one pass less).
+            let mut scores = if fused_softmax { raw_scores } else { (raw_scores * scale)? };
             if let (Some(rel), Some(prepared)) = (&self.relative, &relative) {
                 scores = (scores + rel.scores(li, prepared, &q, &k)?)?;
             }
             if let Some(m) = &additive_mask {
-                scores = scores.broadcast_add(m)?;
+                // Divided by the scale the fused softmax multiplies by: still ≈ −1e9·√d.
+                let m = if fused_softmax { (m / scale)? } else { m.clone() };
+                scores = scores.broadcast_add(&m)?;
             }
-            let probs = attention_probs(&scores, mode, &mut probes)?;
+            let probs = if fused_softmax {
+                let mut probs = ops::softmax::scaled_softmax_last_dim(&scores, scale as f32)?;
+                if mode.attention_probes {
+                    let probe = Var::zeros(probs.shape(), DType::F32, probs.device())?;
+                    probs = probs.broadcast_add(probe.as_tensor())?;
+                    probes.push(probe);
+                }
+                probs
+            } else {
+                attention_probs(&scores, mode, &mut probes)?
+            };
             attentions.push(probs.clone());
             let probs_d = dropout(probs, mode)?;
             let ctx = probs_d.matmul(&v)?.transpose(1, 2)?.reshape((batch, len, hidden))?;
-            let attn = dropout(layer.attn_out.forward(&ctx)?, mode)?;
+            let attn = dropout(linear(&layer.attn_out, &ctx)?, mode)?;
             let h = layer.attn_norm.forward(&(attn + &x)?, mode)?;
-            let inter = layer.ffn_in.forward(&h)?;
-            let inter = cfg.activation.apply(&inter)?;
-            let out = dropout(layer.ffn_out.forward(&inter)?, mode)?;
+            let inter = linear(&layer.ffn_in, &h)?;
+            let inter = match cfg.activation {
+                Activation::Gelu if ops::fused() && inter.device().is_cpu() => ops::gelu::gelu_erf(&inter)?,
+                _ => cfg.activation.apply(&inter)?,
+            };
+            let out = dropout(linear(&layer.ffn_out, &inter)?, mode)?;
             x = layer.out_norm.forward(&(out + &h)?, mode)?;
             hidden_states.push(x.clone());
         }

@@ -11,6 +11,7 @@ mod electra;
 pub mod encoder;
 mod fingerprint;
 mod modernbert;
+pub mod ops;
 mod resolve;
 mod tensor;
 mod token;
