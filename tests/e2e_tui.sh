@@ -47,7 +47,7 @@ poll_change() {
   echo "$old"
 }
 head_label() { screen | grep -Eo 'Layer [0-9]+/[0-9]+ · (Head [0-9]+/[0-9]+|mean)' | head -n1; }
-current_method() { screen | head -n1 | grep -Eo '[A-Za-z_-]+ · [A-Za-z_-]+ *$' | awk '{print $1}'; }
+current_method() { screen | head -n1 | grep -Eo '[^ ]+ · [A-Za-z_-]+ *$' | awk '{print $1}'; }
 
 tmux new-session -d -s "$S" -x 120 -y 40 \
   "env COLORTERM=truecolor TERM=xterm-256color $CMD 2>$LOG; echo \"__EXIT__ \$?\"; sleep 60"

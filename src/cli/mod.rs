@@ -11,6 +11,7 @@ pub mod methods;
 pub mod train;
 pub mod tui;
 pub mod tui_backend;
+pub mod tui_distill;
 
 use clap::{Parser, Subcommand};
 

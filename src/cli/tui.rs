@@ -23,6 +23,10 @@ pub struct TuiArgs {
     /// Folder `e` writes its JSON + HTML export to (default: the current one).
     #[arg(long, value_name = "DIR")]
     pub export_dir: Option<std::path::PathBuf>,
+    /// Texts (one per line) that `D` distils an ExpNet from when the model
+    /// has none of its own; `--data` examples count too.
+    #[arg(long, value_name = "FILE")]
+    pub texts: Option<String>,
     /// Text to start with.
     pub text: Vec<String>,
 }
@@ -47,11 +51,18 @@ pub fn run(args: TuiArgs, load_model: fn(Option<&str>) -> anyhow::Result<crate::
         Some(spec) => examples_from(spec)?,
         None => Vec::new(),
     };
+    // Read before the UI starts, so a missing file is a plain error.
+    let mut distill_texts: Vec<String> = match &args.texts {
+        Some(f) => crate::expnet::teacher::read_texts(f, crate::data::Split::Train, None)?.into_iter().map(|(t, _)| t).collect(),
+        None => Vec::new(),
+    };
+    distill_texts.extend(examples.iter().map(|e| e.text.clone()));
     let opts = TuiOptions {
         theme: args.theme.clone(),
         initial_text: (!args.text.is_empty()).then(|| args.text.join(" ")),
         examples,
         export_dir: args.export_dir.clone(),
+        distill_texts,
         ..Default::default()
     };
     let (model_spec, expnet_spec) = (args.model.clone(), args.expnet.clone());
@@ -66,7 +77,7 @@ pub fn run(args: TuiArgs, load_model: fn(Option<&str>) -> anyhow::Result<crate::
             });
             let list = super::methods::build(&super::methods::Selection::All, &model, &expnet)?;
             let name = expnet.net.as_ref().map(|(_, e)| format!("{} ({})", e.file, e.label()));
-            Ok(Arc::new(LibraryBackend::new(model, list.methods, name)) as Arc<dyn crate::tui::backend::ExplainBackend>)
+            Ok(Arc::new(LibraryBackend::new(model, list.methods, name).with_choice(&expnet)) as Arc<dyn crate::tui::backend::ExplainBackend>)
         }),
     )
 }

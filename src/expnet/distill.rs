@@ -283,6 +283,19 @@ pub fn distill(
     cfg: &DistillConfig,
     report: &mut dyn FnMut(&DistillEpoch),
 ) -> anyhow::Result<(ExpNet, Option<Fidelity>)> {
+    distill_until(spec, train, val, cfg, report, &std::sync::atomic::AtomicBool::new(false))
+}
+
+/// [`distill`] that ends with an error when `stop` is set, checked before
+/// every epoch, so a background run can be cancelled within one epoch.
+pub fn distill_until(
+    spec: FeatureSpec,
+    train: &[DistillExample],
+    val: &[DistillExample],
+    cfg: &DistillConfig,
+    report: &mut dyn FnMut(&DistillEpoch),
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<(ExpNet, Option<Fidelity>)> {
     let dim = spec.dim();
     check(train, dim)?;
     check(val, dim)?;
@@ -301,6 +314,7 @@ pub fn distill(
     let val_special: Vec<Vec<bool>> = val.iter().map(|e| e.special.clone()).collect();
     let (mut best, mut best_fid, mut since_best) = (None, None::<Fidelity>, 0usize);
     for epoch in 1..=cfg.epochs {
+        anyhow::ensure!(!stop.load(std::sync::atomic::Ordering::Relaxed), "distillation stopped before epoch {epoch}");
         let t0 = std::time::Instant::now();
         order.shuffle(&mut rng);
         let (mut loss_sum, mut steps) = (0f64, 0usize);

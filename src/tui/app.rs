@@ -133,6 +133,8 @@ pub struct App {
     pub example_scores: HashMap<(String, usize), Vec<f32>>,
     pub notice: Option<Notice>,
     pub alert: Option<Alert>,
+    /// Background distillation (`D`): texts, plan, the running job.
+    pub distill: super::distill_job::DistillState,
     /// Where `e` writes (set by the event loop; shown when asking).
     pub export_dir: std::path::PathBuf,
     /// `e` was pressed once: the next `e` or `y` writes, any other key cancels.
@@ -189,6 +191,7 @@ impl App {
             example_scores: HashMap::new(),
             notice,
             alert: None,
+            distill: Default::default(),
             export_dir: std::path::PathBuf::from("."),
             export_pending: false,
             latency_ms: None,
@@ -224,6 +227,10 @@ impl App {
     /// Name of the method shown in the heatmap.
     pub fn method_name(&self) -> Option<&str> {
         self.methods.get(self.method).map(|m| m.name.as_str())
+    }
+    /// Label of the method shown in the heatmap (`expnet≈occlusion`, `expnet!`).
+    pub fn method_label(&self) -> Option<&str> {
+        self.methods.get(self.method).map(|m| m.label.as_str())
     }
     pub fn result(&self, method: &str) -> Option<&MethodResult> {
         match self.results.get(method) {
@@ -382,7 +389,7 @@ impl App {
         let cancel = CancelToken::new();
         let methods = match &job {
             Job::Explain { methods, .. } => methods.clone(),
-            Job::Examples { .. } => Vec::new(),
+            Job::Examples { .. } | Job::Distill { .. } => Vec::new(),
         };
         self.inflight = Some(InFlight { id, cancel: cancel.clone(), examples: matches!(job, Job::Examples { .. }), methods });
         Request { id, job, cancel }
@@ -393,6 +400,9 @@ impl App {
     /// missing methods and example scores are requested when the worker is idle.
     pub fn reconcile(&mut self) -> Option<Request> {
         self.info.as_ref()?;
+        if let Some(r) = self.distill.pending.take() {
+            return Some(r);
+        }
         let text = self.input.text();
         if text.trim().is_empty() && self.requested_text.as_deref() != Some(text.as_str()) {
             // Nothing to explain: clear the view and make in-flight answers stale.
@@ -466,6 +476,25 @@ impl App {
         if let Some(f) = self.inflight.take() {
             f.cancel.cancel();
         }
+        self.stop_distill();
+    }
+
+    /// A request id outside the one-live-request bookkeeping (distillation).
+    pub(super) fn side_request_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    /// `name` was replaced by a new method (a distilled ExpNet): its old
+    /// scores go, and answers still on their way become stale.
+    pub(super) fn forget_method(&mut self, name: &str) {
+        if let Some(f) = self.inflight.take() {
+            f.cancel.cancel();
+            self.results.retain(|_, s| !matches!(s, Slot::Running(_) | Slot::Queued));
+        }
+        self.results.remove(name);
+        self.example_scores.retain(|(m, _), _| m != name);
+        self.text_since = self.next_id;
     }
 
     fn stale(&self, id: u64) -> bool {
@@ -479,7 +508,8 @@ impl App {
             WorkerEvent::Loaded { info, methods } => {
                 self.method = methods.iter().position(|m| m.name == "expnet").unwrap_or(0);
                 if info.expnet.is_none() && self.load_warnings.is_empty() {
-                    self.notify("no ExpNet weights loaded: showing attention methods only");
+                    let why = info.expnet_skipped.as_deref().unwrap_or("no ExpNet weights loaded");
+                    self.notify(format!("no ExpNet: {why}"));
                 } else if info.expnet.is_none() {
                     self.notify_error("ExpNet not loaded (see the message): the other methods work");
                 } else {
@@ -555,6 +585,7 @@ impl App {
                 // Example scores do not depend on the input text: never stale.
                 self.example_scores.insert((method, index), word_scores);
             }
+            WorkerEvent::DistillProgress { .. } | WorkerEvent::Distilled { .. } | WorkerEvent::DistillFailed { .. } => self.on_distill(ev),
             _ => {}
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod distill_job;
 pub mod export;
 pub mod input;
 pub mod keys;
@@ -23,6 +24,8 @@ pub mod worker;
 mod tests;
 #[cfg(test)]
 mod tests_abuse;
+#[cfg(test)]
+mod tests_distill;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -60,6 +63,8 @@ pub struct TuiOptions {
     pub export_dir: Option<PathBuf>,
     /// Force a colour mode instead of detecting it from the environment.
     pub color: Option<ColorMode>,
+    /// Texts `D` distils an ExpNet from (`--texts`, `--data`).
+    pub distill_texts: Vec<String>,
 }
 
 /// Everything the event loop reacts to, merged into one channel.
@@ -120,11 +125,13 @@ pub fn run(opts: TuiOptions, load: Loader) -> anyhow::Result<()> {
     let mut examples = samples::builtin();
     examples.extend(opts.examples);
     let mut app = App::new(themes, theme, color, examples, opts.initial_text.as_deref());
+    app.distill.texts = opts.distill_texts;
     if !warnings.is_empty() {
         // Stays up until dismissed: a fading status line is easy to miss.
         app.show_alert("Theme warning", warnings.join("\n"));
     }
     let export_dir = opts.export_dir.unwrap_or_else(|| PathBuf::from("."));
+    app.distill.plan.out_dir = export_dir.clone();
     anyhow::ensure!(
         export_dir.is_dir(),
         "--export-dir {} is not an existing folder (hint: create it first, e.g. mkdir -p {})",

@@ -7,10 +7,10 @@
 //! lexicon, so "great" lights up and "the" does not.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::backend::{Analysis, BackendInfo, ExplainBackend, MethodInfo, MethodResult};
+use super::backend::{Analysis, BackendInfo, DistillPlan, DistillProgress, Distilled, ExplainBackend, MethodInfo, MethodResult};
 use crate::explain::{Family, Progress, is_cancelled};
 use crate::model::{Attentions, Prediction, Token};
 
@@ -28,6 +28,10 @@ pub struct FakeBackend {
     pub layers: usize,
     pub heads: usize,
     pub with_expnet: bool,
+    /// Sleep per text of the fake distillation (it checks the stop flag between texts).
+    pub distill_step: Duration,
+    /// Set once a fake distillation finished: `expnet≈occlusion` is listed.
+    distilled: AtomicBool,
     analyzed: AtomicUsize,
     slow_cancelled: AtomicUsize,
     slow_completed: AtomicUsize,
@@ -49,6 +53,8 @@ impl FakeBackend {
             layers: 4,
             heads: 4,
             with_expnet: true,
+            distill_step: Duration::from_millis(1),
+            distilled: AtomicBool::new(false),
             analyzed: AtomicUsize::new(0),
             slow_cancelled: AtomicUsize::new(0),
             slow_completed: AtomicUsize::new(0),
@@ -166,20 +172,32 @@ impl FakeBackend {
 
 impl ExplainBackend for FakeBackend {
     fn info(&self) -> BackendInfo {
+        let distilled = self.distilled.load(Ordering::SeqCst);
+        let explainer = (self.with_expnet || distilled).then(|| crate::expnet::Explainer {
+            file: if distilled { "expnet-distilled-fake.safetensors" } else { "fake.expnet.safetensors" }.into(),
+            kind: if distilled { "distilled" } else { "rationales" }.into(),
+            teacher: distilled.then(|| "occlusion".into()),
+            trained_for: "fake-bert-sst2 (4x4)".into(),
+            matches_model: Some(true),
+        });
         BackendInfo {
             model: "fake-bert-sst2".into(),
-            expnet: self.with_expnet.then(|| "fake.expnet.safetensors".into()),
+            expnet: explainer.as_ref().map(|e| e.file.clone()),
             device: "cpu".into(),
             labels: vec!["negative".into(), "positive".into()],
             layers: self.layers,
             heads: self.heads,
+            expnet_skipped: explainer.is_none().then(|| "no ExpNet was trained for this model".into()),
+            explainer: explainer.map(Box::new),
         }
     }
 
     fn methods(&self) -> Vec<MethodInfo> {
-        let m = |name: &str, family, slow| MethodInfo { name: name.into(), family, slow };
+        let m = |name: &str, family, slow| MethodInfo { name: name.into(), label: name.into(), family, slow };
         let mut v = Vec::new();
-        if self.with_expnet {
+        if self.distilled.load(Ordering::SeqCst) {
+            v.push(MethodInfo { label: "expnet≈occlusion".into(), ..m("expnet", Family::Learned, false) });
+        } else if self.with_expnet {
             v.push(m("expnet", Family::Learned, false));
         }
         v.push(m("rollout", Family::Attention, false));
@@ -229,6 +247,24 @@ impl ExplainBackend for FakeBackend {
             Self::fast_scores(analysis, method)?
         };
         Ok(MethodResult { method: method.to_string(), scores, ms: t0.elapsed().as_secs_f64() * 1000.0, forward_passes: 1, notes: vec![], label: None, explainer: None })
+    }
+
+    /// Pretends to run the teacher on every text (sleeping `distill_step`,
+    /// checking `stop` between texts) and to train three epochs.
+    fn distill(&self, texts: &[String], plan: &DistillPlan, stop: &AtomicBool, progress: &mut dyn FnMut(DistillProgress)) -> anyhow::Result<Distilled> {
+        let total = texts.len().min(plan.max_texts);
+        for done in 1..=total {
+            anyhow::ensure!(!stop.load(Ordering::SeqCst), "distillation stopped after {} texts", done - 1);
+            std::thread::sleep(self.distill_step);
+            progress(DistillProgress::Teacher { done, total, eta_secs: Some((total - done) as f64 * self.distill_step.as_secs_f64()) });
+        }
+        for epoch in 1..=3 {
+            anyhow::ensure!(!stop.load(Ordering::SeqCst), "distillation stopped before epoch {epoch}");
+            progress(DistillProgress::Epoch { epoch, epochs: 3, val_spearman: Some(0.5) });
+        }
+        self.distilled.store(true, Ordering::SeqCst);
+        let method = self.methods().remove(0);
+        Ok(Distilled { method, info: self.info(), path: plan.out_dir.join("expnet-distilled-fake.safetensors"), registered: None, val_spearman: 0.5 })
     }
 }
 

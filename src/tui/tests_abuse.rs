@@ -23,7 +23,7 @@ use super::{AppEvent, LoopExit};
 fn methods_of(job: &Job) -> Vec<String> {
     match job {
         Job::Explain { methods, .. } => methods.clone(),
-        Job::Examples { .. } => panic!("expected an Explain job"),
+        Job::Examples { .. } | Job::Distill { .. } => panic!("expected an Explain job"),
     }
 }
 

@@ -24,6 +24,10 @@ pub enum Job {
     Explain { text: String, methods: Vec<String> },
     /// Run `method` on example texts, for the F1@k column of the examples pane.
     Examples { method: String, texts: Vec<(usize, String)> },
+    /// Distil an ExpNet from `texts` on a thread of its own (`D`), beside
+    /// the explain jobs and never superseded by them; the request's cancel
+    /// token is its stop flag.
+    Distill { texts: Vec<String>, plan: super::backend::DistillPlan },
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +53,11 @@ pub enum WorkerEvent {
     ExampleScored { id: u64, index: usize, method: String, word_scores: Vec<f32> },
     /// The request is done (completed, failed or cancelled).
     Finished { id: u64 },
+    DistillProgress { id: u64, progress: super::backend::DistillProgress },
+    /// The distilled ExpNet is in the backend's method list.
+    Distilled { id: u64, result: Box<super::backend::Distilled> },
+    /// Failed, or stopped (`stopped`: the user asked for it).
+    DistillFailed { id: u64, error: String, stopped: bool },
 }
 
 /// Where the worker sends its events (the UI's merged event channel).
@@ -113,10 +122,14 @@ async fn run(load: Loader, mut rx: mpsc::UnboundedReceiver<Request>, sink: Sink)
         Err(e) => return sink(WorkerEvent::LoadFailed(format!("model loading failed: {e}"))),
     };
     let mut cache: Option<Arc<Analysis>> = None;
-    while let Some(mut req) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
+        let mut next = side_job(first, &backend, &sink);
         while let Ok(newer) = rx.try_recv() {
-            req = newer;
+            if let Some(r) = side_job(newer, &backend, &sink) {
+                next = Some(r);
+            }
         }
+        let Some(req) = next else { continue };
         let id = req.id;
         let (b, s, c) = (backend.clone(), sink.clone(), cache.clone());
         match tokio::task::spawn_blocking(move || process(&*b, req, c, &*s)).await {
@@ -127,6 +140,25 @@ async fn run(load: Loader, mut rx: mpsc::UnboundedReceiver<Request>, sink: Sink)
             }
         }
     }
+}
+
+/// Starts a distillation on its own thread and returns `None`; gives any
+/// other request back. The thread is never joined: it stops between texts
+/// or epochs once the token is cancelled, and quitting does not wait for it.
+fn side_job(req: Request, backend: &Arc<dyn ExplainBackend>, sink: &Sink) -> Option<Request> {
+    let Job::Distill { texts, plan } = req.job else { return Some(req) };
+    let (b, s, cancel, id) = (backend.clone(), sink.clone(), req.cancel, req.id);
+    let spawned = std::thread::Builder::new().name("expnet-distill".into()).spawn(move || {
+        let mut report = |progress| s(WorkerEvent::DistillProgress { id, progress });
+        match guarded("distillation", || b.distill(&texts, &plan, cancel.flag(), &mut report)) {
+            Ok(result) => s(WorkerEvent::Distilled { id, result: Box::new(result) }),
+            Err(e) => s(WorkerEvent::DistillFailed { id, error: format!("{e:#}"), stopped: cancel.is_cancelled() }),
+        }
+    });
+    if let Err(e) = spawned {
+        sink(WorkerEvent::DistillFailed { id, error: format!("cannot start the distillation thread: {e}"), stopped: false });
+    }
+    None
 }
 
 /// Runs one request to completion or cancellation; returns the analysis to cache.
@@ -171,6 +203,8 @@ pub(crate) fn process(b: &dyn ExplainBackend, req: Request, cache: Option<Arc<An
                     }
                 }
             }
+            // Started by `side_job`, never queued here.
+            Job::Distill { .. } => {}
         }
     }
     sink(WorkerEvent::Finished { id });

@@ -94,7 +94,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
         let sel = ri == app.method;
         let name_style = if sel { theme.selected(mode) } else { theme.base(mode) };
         let marker = if sel { "▶" } else { " " };
-        put(buf, inner, inner.x, y, &format!("{marker}{:<w$}", method_label(&m.name, m.slow), w = NAME_W as usize - 1), name_style);
+        put(buf, inner, inner.x, y, &format!("{marker}{:<w$}", method_label(&m.label, m.slow), w = NAME_W as usize - 1), name_style);
         let sx = inner.x + NAME_W;
         match app.results.get(&m.name) {
             Some(Slot::Done(r)) => {

@@ -30,7 +30,7 @@ const LEGEND: &str = "F1@k: k = rationale size · … scoring · ? could not sco
 
 pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let (theme, mode) = (app.theme(), app.color);
-    let method = app.method_name().unwrap_or("—").to_string();
+    let method = app.method_label().unwrap_or("—").to_string();
     let inner = framed(app, buf, area, &format!(" 4 Examples · F1@k of {method} vs human rationale "), app.popup.is_none());
     if inner.height == 0 {
         return;

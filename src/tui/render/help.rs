@@ -9,12 +9,20 @@ use crate::tui::keys::KEYS;
 
 pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let (theme, mode) = (app.theme(), app.color);
-    let kw = KEYS.iter().map(|(k, _)| width(k)).max().unwrap_or(0) + 2;
-    let dw = KEYS.iter().map(|(_, d)| width(d)).max().unwrap_or(0);
+    // The keys, then what the ExpNet is (or why there is none) and any distillation.
+    let mut list: Vec<(&str, String)> = KEYS.iter().map(|(k, d)| (*k, d.to_string())).collect();
+    let about: Vec<String> = app.expnet_about().into_iter().chain(app.distill_status()).collect();
+    if !about.is_empty() {
+        list.push(("", "ExpNet".into()));
+        list.extend(about.into_iter().map(|l| ("·", l)));
+    }
+    let list = &list;
+    let kw = list.iter().map(|(k, _)| width(k)).max().unwrap_or(0) + 2;
+    let dw = list.iter().map(|(_, d)| width(d)).max().unwrap_or(0);
     // Two columns when the list is taller than the screen and it is wide
     // enough; otherwise one column that scrolls with the arrows.
-    let two = KEYS.len() as u16 + 2 > area.height && area.width as usize >= 2 * (kw + dw) + 5;
-    let per_col = if two { KEYS.len().div_ceil(2) } else { KEYS.len() };
+    let two = list.len() as u16 + 2 > area.height && area.width as usize >= 2 * (kw + dw) + 5;
+    let per_col = if two { list.len().div_ceil(2) } else { list.len() };
     let w = if two { 2 * (kw + dw) + 5 } else { kw + dw + 3 };
     let r = popup_area(app, buf, area, w as u16, per_col as u16 + 2);
     let rows = r.height.saturating_sub(2) as usize;
@@ -23,7 +31,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let title = if scrolls { format!(" keys {}-{} of {} · ↑↓ scroll · other keys close ", first + 1, first + rows, per_col) } else { " keys · any key closes ".into() };
     let inner = framed(app, buf, r, &title, true);
     let col_w = if two { inner.width / 2 } else { inner.width };
-    for (i, (k, d)) in KEYS.iter().enumerate() {
+    for (i, (k, d)) in list.iter().enumerate() {
         let (col, row) = (i / per_col, i % per_col);
         if row < first || row - first >= rows {
             continue;

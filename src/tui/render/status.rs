@@ -57,7 +57,7 @@ pub(super) fn tabs(app: &App, buf: &mut Buffer, area: Rect) {
         let style = if *p == app.pane { theme.selected(mode).add_modifier(Modifier::BOLD | Modifier::UNDERLINED) } else { theme.muted(mode) };
         put(buf, area, area.x + x, area.y, label, style);
     }
-    let right = format!("{} · {} ", app.method_name().unwrap_or("—"), theme.name);
+    let right = format!("{} · {} ", app.method_label().unwrap_or("—"), theme.name);
     let rw = width(&right) as u16;
     let end = cells.last().map_or(0, |(x, w, _, _)| x + w);
     if area.width > end + rw + 1 {
@@ -168,14 +168,29 @@ pub(super) fn status_line(app: &App, buf: &mut Buffer, area: Rect) {
     x = put(buf, area, x, area.y, " ", Style::default());
     let help = " ?:help ";
     let room = (area.right().saturating_sub(x) as usize).saturating_sub(width(help));
-    let (text, style) = if let Some(n) = &app.notice {
+    let (text, style) = if let (Some(line), Some(f), None) = (app.distill_status(), app.distill_fraction(), app.notice.as_ref().filter(|n| n.error)) {
+        // The gauge wins over info notices while a distillation runs.
+        let bar = 10usize;
+        let filled = ((f.clamp(0.0, 1.0) * bar as f32).round() as usize).min(bar);
+        (format!("{}{} {line}", "█".repeat(filled), "░".repeat(bar - filled)), theme.accent(mode))
+    } else if let Some(n) = &app.notice {
         (n.text.clone(), if n.error { theme.error(mode) } else { theme.accent(mode) })
     } else if let Some(e) = &app.load_error {
         (format!("model failed to load: {e}"), theme.error(mode))
     } else if let Some(info) = &app.info {
         let tokens = app.analysis.as_ref().map_or(0, |a| a.tokens.len());
         let latency = app.latency_ms.map_or("— ms".into(), |l| format!("{l:.0} ms"));
-        let expnet = info.expnet.as_deref().map(short_path).unwrap_or("no expnet");
+        // The file, its label when it says more, and the mark for another model's ExpNet.
+        let expnet = match &info.explainer {
+            Some(e) => {
+                let label = e.label();
+                let label = if label == "expnet" { String::new() } else { format!(" ({label})") };
+                let mark = if e.matches_model == Some(true) { "" } else { " not trained for this model" };
+                format!("{}{label}{mark}", short_path(&e.file))
+            }
+            None if app.distill_blocker().is_none() => "no expnet (D distils one)".into(),
+            None => info.expnet.as_deref().map_or("no expnet", short_path).into(),
+        };
         (format!("{} · {} · {} · {} tokens · {}", short_path(&info.model), expnet, info.device, tokens, latency), theme.base(mode))
     } else {
         (format!("{} loading model…", SPINNER[(app.ticks % 4) as usize]), theme.accent(mode))

@@ -79,7 +79,8 @@ fn inner_of(area: Rect) -> Rect {
 pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let (theme, mode) = (app.theme(), app.color);
     let method = app.method_name().unwrap_or("—");
-    let title = format!(" 1 Tokens · {method}{} ", if app.merge_words { " · words" } else { "" });
+    let label = app.method_label().unwrap_or("—");
+    let title = format!(" 1 Tokens · {label}{} ", if app.merge_words { " · words" } else { "" });
     let inner = framed(app, buf, area, &title, app.pane == Pane::Tokens && app.popup.is_none());
     if inner.height == 0 || inner.width < 4 {
         return;
@@ -95,7 +96,7 @@ pub(super) fn render(app: &App, buf: &mut Buffer, area: Rect) {
     let signed = norm.as_ref().is_some_and(|n| n.signed);
 
     // Legend: method name and the colour scale it is drawn with.
-    let mut x = put(buf, inner, inner.x, inner.y, &format!("{method} "), theme.accent(mode));
+    let mut x = put(buf, inner, inner.x, inner.y, &format!("{label} "), theme.accent(mode));
     let (lo, hi) = if signed { ("−", "+") } else { ("low", "high") };
     x = put(buf, inner, x, inner.y, &format!("{lo} "), theme.muted(mode));
     for i in 0..12 {
@@ -230,7 +231,7 @@ pub(super) fn popup(app: &App, buf: &mut Buffer, area: Rect, unit: usize) {
     for (i, m) in app.methods.iter().enumerate().take(inner.height as usize) {
         let y = inner.y + i as u16;
         let style = if i == app.method { theme.accent(mode) } else { theme.base(mode) };
-        let x = put(buf, inner, inner.x, y, &format!("{:<12} ", super::compare::method_label(&m.name, m.slow)), style);
+        let x = put(buf, inner, inner.x, y, &format!("{:<12} ", super::compare::method_label(&m.label, m.slow)), style);
         match app.results.get(&m.name) {
             Some(Slot::Done(res)) => {
                 let norm = unit_values(&units, &res.scores);
