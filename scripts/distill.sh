@@ -26,5 +26,5 @@ run occ-all-mse --features all --loss mse --window 1
 run occ-all-rank --features all --loss rank --window 1
 run occ-all-w0 --features all --window 0
 # Faithfulness of student and teacher on the same 300 test sentences.
-$E eval --data "sst:$DATA/sst" --split test --limit 300 --expnet "$OUT/occ-all.safetensors" \
+$E eval --data "sst:$DATA/sst" --split test --limit 60 --expnet "$OUT/occ-all.safetensors" \
   --methods expnet,occlusion,attention,rollout --format markdown > "$OUT/eval-occ-all.md"

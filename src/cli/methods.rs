@@ -75,6 +75,8 @@ pub fn build(selection: &Selection, model: &Model, expnet: &ExpNetChoice) -> any
                 let m = create(name)?;
                 if m.needs_classifier() && !model.is_classifier() {
                     headless.push(*name);
+                } else if let Some(why) = m.unsupported(model) {
+                    skipped.push(format!("{name} skipped: {why}"));
                 } else {
                     out.push(m);
                 }
@@ -99,7 +101,11 @@ pub fn build(selection: &Selection, model: &Model, expnet: &ExpNetChoice) -> any
                         )
                     })
                 } else {
-                    create(n)
+                    let m = create(n)?;
+                    match m.unsupported(model) {
+                        Some(why) => anyhow::bail!("method {n} cannot explain this model: {why} (hint: leave it out of --methods)"),
+                        None => Ok(m),
+                    }
                 }
             })
             .collect::<anyhow::Result<_>>()?,

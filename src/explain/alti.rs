@@ -22,6 +22,9 @@ impl Attribution for Alti {
     fn family(&self) -> Family {
         Family::Decomposition
     }
+    fn unsupported(&self, model: &crate::model::Model) -> Option<String> {
+        super::decomposition::unsupported(model)
+    }
     fn needs_classifier(&self) -> bool {
         false
     }

@@ -333,3 +333,11 @@ mod tests {
         assert_eq!(seen, n * n * d);
     }
 }
+
+/// The decomposition methods read post-norm BERT-style attention blocks;
+/// a model without them (ModernBERT's pre-norm layers) is not covered.
+pub fn unsupported(model: &crate::model::Model) -> Option<String> {
+    model.encoder().attention_block(0).is_none().then(|| {
+        format!("{} has no post-norm attention blocks to decompose", model.config().family.as_str())
+    })
+}

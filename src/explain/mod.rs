@@ -116,6 +116,12 @@ pub trait Attribution: Send + Sync {
     fn needs_classifier(&self) -> bool {
         true
     }
+    /// Why this method cannot explain `model` (an architecture it does not
+    /// cover), or `None` when it can; `all` leaves such methods out, saying why.
+    fn unsupported(&self, model: &Model) -> Option<String> {
+        let _ = model;
+        None
+    }
     /// Name to show, which may carry provenance (`expnet≈occlusion`,
     /// `expnet!` for one not trained for this model); `name()` by default.
     fn label(&self) -> String {
