@@ -158,12 +158,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let selection = super::methods::parse(&args.methods)?;
     let model = load_model(args.model.as_deref())?;
-    let expnet = super::methods::choose_expnet(args.expnet.as_deref(), &model)?;
-    let list = super::methods::build(&selection, &model, &expnet)?;
-    for line in list.skipped.iter().chain(expnet.net.as_ref().and_then(|(_, e)| e.notice()).iter()) {
-        eprintln!("note: {line}");
-    }
-    let mut methods = list.methods;
+    let mut methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
     if let Some(n) = args.samples {
         anyhow::ensure!(n >= 4, "--samples {n} is too few (use e.g. 500)");
         for m in methods.iter_mut() {

@@ -43,15 +43,7 @@ pub fn run(args: &EvalArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Res
     let split: Split = args.split.parse()?;
     let ds = data::load(&args.data, split)?;
     let model = load_model(args.model.as_deref())?;
-    let expnet = super::methods::choose_expnet(args.expnet.as_deref(), &model)?;
-    let list = super::methods::build(&selection, &model, &expnet)?;
-    if let Some(note) = expnet.net.as_ref().and_then(|(_, e)| e.notice()) {
-        eprintln!("{note}");
-    }
-    for line in &list.skipped {
-        eprintln!("note: {line}");
-    }
-    let methods = list.methods;
+    let methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
     let methods = with_random_baseline(methods, 7);
     let opts = EvalOptions { limit: args.limit, faithfulness: !args.no_faithfulness, ..Default::default() };
     let t0 = std::time::Instant::now();

@@ -55,15 +55,7 @@ fn run_inner(args: &ExplainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow
     let selection = super::methods::parse(&args.methods)?;
     let texts = collect_inputs(args)?;
     let model = load_model(args.model.as_deref())?;
-    let expnet = super::methods::choose_expnet(args.expnet.as_deref(), &model)?;
-    let list = super::methods::build(&selection, &model, &expnet)?;
-    if let Some(note) = expnet.net.as_ref().and_then(|(_, e)| e.notice()) {
-        eprintln!("{note}");
-    }
-    for line in &list.skipped {
-        eprintln!("note: {line}");
-    }
-    let methods = list.methods;
+    let methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();

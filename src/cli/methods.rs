@@ -113,6 +113,20 @@ pub fn build(selection: &Selection, model: &Model, expnet: &ExpNetChoice) -> any
     Ok(MethodList { methods, skipped })
 }
 
+/// What `explain`, `eval` and `bench` do: choose the ExpNet, build the
+/// list, and say on stderr what was left out and any provenance notice.
+pub fn build_for_command(selection: &Selection, model: &Model, expnet: Option<&str>) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
+    let expnet = choose_expnet(expnet, model)?;
+    let list = build(selection, model, &expnet)?;
+    if let Some(note) = expnet.net.as_ref().and_then(|(_, e)| e.notice()) {
+        eprintln!("{note}");
+    }
+    for line in &list.skipped {
+        eprintln!("note: {line}");
+    }
+    Ok(list.methods)
+}
+
 /// Builds a method list from code (tests, library users): `list` is parsed
 /// and built with `net` as an ExpNet of unknown provenance.
 pub fn build_simple(list: &str, model: &Model, net: Option<Arc<ExpNet>>) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
