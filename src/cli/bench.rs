@@ -32,9 +32,12 @@ pub struct BenchArgs {
     /// JSON written by `scripts/bench_python.py --json` on the same machine.
     #[arg(long)]
     pub peer: Option<String>,
-    /// Encoder kernels: `fused` (default), `candle` (candle's elementary ops and
-    /// candle-nn's Linear), or `both` (alternating, same run; adds a column with
-    /// the candle path and the speed-up, so the ratio holds on a loaded machine).
+    /// Encoder kernels: `fused` (default: the hand-written inference forward and
+    /// the fused custom ops in gradient passes), `graph` (the fused ops inside
+    /// candle's graph, no hand-written forward), `candle` (candle's elementary
+    /// ops and candle-nn's Linear), `both` (= `fused,candle`), or a comma list of
+    /// these: the first fills the main columns, each other one alternates with
+    /// it in every repeat (same run, same load) and adds its ms and the speed-up.
     #[arg(long, default_value = "fused")]
     pub kernels: String,
 }
@@ -66,10 +69,11 @@ pub fn machine_line() -> String {
     }
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| "unset".into());
     format!(
-        "CPU: {model} ({} logical); vector extensions: {}; rayon threads {}; CANDLE_NUM_THREADS={}; CANDLE_BARRIER_POOL_SPIN_LIMIT={}",
+        "CPU: {model} ({} logical); vector extensions: {}; rayon threads {} (RAYON_NUM_THREADS={}); CANDLE_NUM_THREADS={}; CANDLE_BARRIER_POOL_SPIN_LIMIT={}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         if ext.is_empty() { "none detected".to_owned() } else { ext.join(" ") },
-        candle_core::utils::get_num_threads(),
+        rayon::current_num_threads(),
+        env("RAYON_NUM_THREADS"),
         env("CANDLE_NUM_THREADS"),
         env("CANDLE_BARRIER_POOL_SPIN_LIMIT"),
     )
@@ -150,6 +154,50 @@ fn cancel_latency_ms(method: &dyn Attribution, input: &ExplainInput, after_ms: f
     })
 }
 
+/// One set of encoder kernels `--kernels` can select.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernels {
+    /// Hand-written inference forward + fused custom ops (the default).
+    Fused,
+    /// Fused custom ops inside candle's graph, no hand-written forward.
+    Graph,
+    /// candle's elementary ops.
+    Candle,
+}
+
+impl Kernels {
+    fn name(self) -> &'static str {
+        match self {
+            Kernels::Fused => "fused",
+            Kernels::Graph => "graph",
+            Kernels::Candle => "candle",
+        }
+    }
+
+    /// Makes this path the process-wide one.
+    fn select(self) {
+        crate::model::ops::set_fused(self != Kernels::Candle);
+        crate::model::ops::set_fast(self == Kernels::Fused);
+    }
+}
+
+/// `--kernels`: `both` or a comma list of distinct paths.
+fn parse_kernels(spec: &str) -> anyhow::Result<Vec<Kernels>> {
+    let spec = if spec == "both" { "fused,candle" } else { spec };
+    let mut out = Vec::new();
+    for k in spec.split(',').map(str::trim) {
+        let k = match k {
+            "fused" => Kernels::Fused,
+            "graph" => Kernels::Graph,
+            "candle" => Kernels::Candle,
+            _ => anyhow::bail!("--kernels {k}: expected fused, graph, candle, both, or a comma list of them"),
+        };
+        anyhow::ensure!(!out.contains(&k), "--kernels names {} twice", k.name());
+        out.push(k);
+    }
+    Ok(out)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -181,33 +229,36 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         None => None,
     };
     let lengths: Vec<usize> = args.lengths.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
-    let (kernels, both): (&[bool], bool) = match args.kernels.as_str() {
-        "fused" => (&[true], false),
-        "candle" => (&[false], false),
-        "both" => (&[true, false], true),
-        k => anyhow::bail!("--kernels {k}: expected fused, candle or both"),
-    };
-    crate::model::ops::set_fused(kernels[0]);
-    println!("{}\n", machine_line());
-    let extra = if both { " candle-path ms | fused speed-up |" } else { "" };
+    let kernels = parse_kernels(&args.kernels)?;
+    let kernels = kernels.as_slice();
+    kernels[0].select();
+    println!("{}; kernels {}\n", machine_line(), kernels.iter().map(|k| k.name()).collect::<Vec<_>>().join(" vs "));
+    let mut extra = String::new();
+    for k in &kernels[1..] {
+        extra += &format!(" {} ms | {} speed-up vs {} |", k.name(), kernels[0].name(), k.name());
+    }
     println!("| method | tokens | expnet ms | expnet passes | python ms | python passes | python ms / expnet ms | cancel ms |{extra}");
-    println!("|---|---|---|---|---|---|---|---|{}", if both { "---|---|" } else { "" });
+    println!("|---|---|---|---|---|---|---|---|{}", "---|---|".repeat(kernels.len() - 1));
     for &len in &lengths {
         let mut rows_peer_only: Vec<(String, (f64, u64))> = Vec::new();
         let text = text_of_length(&model, len)?;
         let enc = model.encode(&text)?;
         let mut times = vec![Vec::new(); kernels.len()];
         let mut fwd = model.forward(&enc)?;
+        for &k in kernels {
+            k.select();
+            fwd = model.forward(&enc)?; // warm-up
+        }
         for _ in 0..args.repeats.max(1) {
-            for (k, &fused) in kernels.iter().enumerate() {
-                crate::model::ops::set_fused(fused);
+            for (k, &path) in kernels.iter().enumerate() {
+                path.select();
                 let t0 = Instant::now();
                 fwd = model.forward(&enc)?;
                 times[k].push(t0.elapsed().as_secs_f64() * 1e3);
             }
         }
-        crate::model::ops::set_fused(kernels[0]);
-        let mut alt = vec![times.get(1).map(|t| median(t.clone()))];
+        kernels[0].select();
+        let mut alt = vec![times[1..].iter().map(|t| median(t.clone())).collect::<Vec<_>>()];
         let mut rows = vec![("forward".to_string(), median(times.swap_remove(0)), 1usize, None)];
         let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
         // A fresh input per call: nothing (e.g. shared gradients) carries over between timings.
@@ -215,22 +266,22 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         for m in &methods {
             let mut times = vec![Vec::new(); kernels.len()];
             let mut passes = 0;
-            for &fused in kernels {
-                crate::model::ops::set_fused(fused);
+            for &k in kernels {
+                k.select();
                 let _ = m.explain(&input(), &Progress::none())?; // warm-up
             }
             // Alternate the kernel paths within each repeat, so load changes hit both alike.
             for _ in 0..args.repeats.max(1) {
-                for (k, &fused) in kernels.iter().enumerate() {
-                    crate::model::ops::set_fused(fused);
+                for (k, &path) in kernels.iter().enumerate() {
+                    path.select();
                     let fresh = input();
                     let t0 = Instant::now();
                     passes = m.explain(&fresh, &Progress::none())?.forward_passes;
                     times[k].push(t0.elapsed().as_secs_f64() * 1e3);
                 }
             }
-            crate::model::ops::set_fused(kernels[0]);
-            alt.push(times.get(1).map(|t| median(t.clone())));
+            kernels[0].select();
+            alt.push(times[1..].iter().map(|t| median(t.clone())).collect());
             let ms = median(times.swap_remove(0));
             // Cancel a third of the way in (slow methods only): worst case is one batch.
             let cancel = if m.is_slow() { cancel_latency_ms(m.as_ref(), &input(), ms / 3.0)? } else { None };
@@ -242,11 +293,7 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         }
         for ((name, ms, passes, cancel), alt) in rows.into_iter().zip(alt) {
             let p = peer.as_ref().and_then(|p| peer_ms(p, &name, len));
-            let extra = match alt {
-                Some(a) => format!(" {a:.2} | {:.2}× |", a / ms),
-                None if both => " - | - |".to_owned(),
-                None => String::new(),
-            };
+            let extra: String = alt.iter().map(|a| format!(" {a:.2} | {:.2}× |", a / ms)).collect();
             println!(
                 "| {name} | {len} | {ms:.2} | {passes} | {} | {} | {} | {} |{extra}",
                 p.map_or("-".into(), |v| format!("{:.2}", v.0)),
@@ -256,7 +303,7 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
             );
         }
         for (name, (ms, rows)) in rows_peer_only {
-            println!("| {name} | {len} | - | - | {ms:.2} | {rows} | - | - |{}", if both { " - | - |" } else { "" });
+            println!("| {name} | {len} | - | - | {ms:.2} | {rows} | - | - |{}", " - | - |".repeat(kernels.len() - 1));
         }
     }
     Ok(())

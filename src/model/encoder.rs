@@ -64,9 +64,9 @@ pub struct EncoderOutput {
 
 #[derive(Clone)]
 pub(super) struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
+    pub(super) weight: Tensor,
+    pub(super) bias: Tensor,
+    pub(super) eps: f64,
 }
 
 impl LayerNorm {
@@ -125,14 +125,14 @@ pub(super) fn dropout(x: Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
 /// One post-norm transformer layer (BERT, DistilBERT, RoBERTa, ELECTRA, ALBERT).
 #[derive(Clone)]
 pub(super) struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
-    out_norm: LayerNorm,
+    pub(super) query: Linear,
+    pub(super) key: Linear,
+    pub(super) value: Linear,
+    pub(super) attn_out: Linear,
+    pub(super) attn_norm: LayerNorm,
+    pub(super) ffn_in: Linear,
+    pub(super) ffn_out: Linear,
+    pub(super) out_norm: LayerNorm,
 }
 
 impl Layer {
@@ -236,7 +236,7 @@ impl Head {
         })
     }
 
-    fn forward(&self, cls: &Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
+    pub(super) fn forward(&self, cls: &Tensor, mode: RunMode) -> candle_core::Result<Tensor> {
         match self {
             Head::Bert { pooler, classifier } => {
                 let pooled = pooler.forward(cls)?.tanh()?;
@@ -263,19 +263,19 @@ pub struct Encoder {
     pub cfg: ModelConfig,
     word_embeddings: Embedding,
     /// Absent for DeBERTa-v3 (`position_biased_input: false`): positions enter through attention.
-    position_embeddings: Option<Embedding>,
-    type_embeddings: Option<Embedding>,
-    embed_norm: LayerNorm,
+    pub(super) position_embeddings: Option<Embedding>,
+    pub(super) type_embeddings: Option<Embedding>,
+    pub(super) embed_norm: LayerNorm,
     /// ELECTRA / ALBERT / DeBERTa: projection of the (narrower) embeddings to the hidden size.
-    embed_project: Option<Linear>,
+    pub(super) embed_project: Option<Linear>,
     /// DeBERTa projects before the embedding LayerNorm, ELECTRA and ALBERT after it.
-    project_before_norm: bool,
+    pub(super) project_before_norm: bool,
     /// DeBERTa-v2/v3: disentangled relative-position terms added to the attention scores.
-    relative: Option<super::deberta_v2::Relative>,
+    pub(super) relative: Option<super::deberta_v2::Relative>,
     /// ModernBERT: its own pre-norm rotary layers and head replace `layers` and `head`.
-    modern: Option<super::modernbert::ModernBert>,
-    layers: Vec<Layer>,
-    head: Option<Head>,
+    pub(super) modern: Option<super::modernbert::ModernBert>,
+    pub(super) layers: Vec<Layer>,
+    pub(super) head: Option<Head>,
 }
 
 impl Encoder {
@@ -409,8 +409,35 @@ impl Encoder {
         self.word_embeddings.embeddings()
     }
 
+    /// Whether a run in `mode` may take the hand-written path ([`super::fast`]).
+    fn fast_path(&self, input: &EncoderInput, mode: RunMode) -> bool {
+        !mode.differentiable && !mode.attention_probes && mode.dropout.is_none_or(|p| p == 0.0) && super::fast::eligible(self, input)
+    }
+
+    /// Classifier logits `[batch, labels]` of an inference run, without keeping
+    /// attentions or intermediate hidden states (perturbation batches).
+    pub fn logits(&self, input: &EncoderInput) -> candle_core::Result<Option<Tensor>> {
+        if self.fast_path(input, RunMode::INFERENCE) {
+            if let Some(out) = super::fast::forward(self, input, false)? {
+                return Ok(out.logits);
+            }
+        }
+        Ok(self.forward(input, RunMode::INFERENCE)?.logits)
+    }
+
     /// Runs the encoder (and head) on a batch.
     pub fn forward(&self, input: &EncoderInput, mode: RunMode) -> candle_core::Result<EncoderOutput> {
+        if self.fast_path(input, mode) {
+            if let Some(out) = super::fast::forward(self, input, true)? {
+                return Ok(out);
+            }
+        }
+        self.forward_graph(input, mode)
+    }
+
+    /// [`Self::forward`] on the candle graph, whatever the mode (the reference
+    /// the hand-written path is tested against).
+    pub(super) fn forward_graph(&self, input: &EncoderInput, mode: RunMode) -> candle_core::Result<EncoderOutput> {
         let cfg = &self.cfg;
         if let Some(m) = &self.modern {
             return m.forward(&self.embed_norm, input, mode);

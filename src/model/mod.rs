@@ -9,6 +9,7 @@ pub mod config;
 mod deberta_v2;
 mod electra;
 pub mod encoder;
+mod fast;
 mod fingerprint;
 mod modernbert;
 pub mod ops;
@@ -220,11 +221,13 @@ impl Model {
         anyhow::ensure!(self.is_classifier(), "{} is a bare encoder without a classification head (hint: this needs a *ForSequenceClassification model)", self.name);
         let (ids, types, pos, mask) = self.batch_input(ids, type_ids)?;
         let embeds = self.encoder.embed_words(&ids)?;
-        let out = self.encoder.forward(
-            &EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() },
-            RunMode::INFERENCE,
-        )?;
-        Ok(out.logits.expect("classifier has logits").to_vec2()?)
+        let logits = self.encoder.logits(&EncoderInput {
+            word_embeds: &embeds,
+            position_ids: &pos,
+            type_ids: &types,
+            attention_mask: mask.as_ref(),
+        })?;
+        Ok(logits.context("the classifier produced no logits")?.to_vec2()?)
     }
 
     /// Probability of `target` for copies of `enc` in which the tokens whose

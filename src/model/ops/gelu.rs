@@ -104,6 +104,29 @@ fn backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
     backward_body(x, g, dx)
 }
 
+#[inline(always)]
+fn in_place_body(v: &mut [f32]) {
+    for o in v.iter_mut() {
+        *o *= cdf_pdf(*o).0;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn in_place_avx2(v: &mut [f32]) {
+    in_place_body(v)
+}
+
+/// `x · Φ(x)` in place, on the calling thread (the hand-written forward's epilogue).
+pub(crate) fn gelu_erf_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { in_place_avx2(v) };
+    }
+    in_place_body(v)
+}
+
 /// Chunk size for splitting element-wise work across threads.
 const CHUNK: usize = 16 * 1024;
 

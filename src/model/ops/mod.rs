@@ -9,7 +9,8 @@
 //! backprop calls.
 //!
 //! [`set_fused`] switches them off process-wide, so `expnet bench --kernels both`
-//! can time old and new paths in one run.
+//! can time old and new paths in one run. [`set_fast`] switches off only the
+//! hand-written inference forward (`model::fast`), which runs when both are on.
 
 pub mod gelu;
 pub mod linear;
@@ -33,6 +34,19 @@ pub fn fused() -> bool {
 /// Turns the fused kernels on or off for the whole process (benchmarks, tests).
 pub fn set_fused(on: bool) {
     FUSED.store(on, Ordering::Relaxed);
+}
+
+static FAST: AtomicBool = AtomicBool::new(true);
+
+/// Whether inference-mode forward passes take the hand-written path
+/// (`model::fast`): on by default, and only while [`fused`] is on too.
+pub fn fast() -> bool {
+    FAST.load(Ordering::Relaxed) && fused()
+}
+
+/// Turns the hand-written inference forward on or off (benchmarks, tests).
+pub fn set_fast(on: bool) {
+    FAST.store(on, Ordering::Relaxed);
 }
 
 /// Elements below which a kernel stays on the calling thread: splitting costs

@@ -1,0 +1,101 @@
+//! Scaled dot-product attention per (sequence, head), straight from the fused
+//! `[rows, 3·hidden]` q/k/v buffer: `gemm` reads each head's q, k and v with
+//! strides and writes the context into its columns of `[rows, hidden]`, so no
+//! head is ever transposed or copied.
+
+use super::linear::{Out, parallel, tasks};
+use super::rows::softmax_row;
+use gemm::Parallelism;
+
+/// Sizes of one attention call.
+#[derive(Clone, Copy)]
+pub(super) struct Dims {
+    pub batch: usize,
+    pub len: usize,
+    pub heads: usize,
+    pub hidden: usize,
+}
+
+/// Fills `ctx` (`[batch·len, hidden]`) with every head's `softmax(q·kᵀ·scale +
+/// mask)·v`. `mask` is additive per key (`[batch·len]`, 0 or −1e9). When
+/// `probs` is given (`[batch, heads, len, len]`) the probabilities are kept
+/// there; otherwise each task uses a scratch matrix.
+pub(super) fn attention(qkv: &[f32], d: Dims, scale: f32, mask: Option<&[f32]>, probs: Option<&mut [f32]>, ctx: &mut [f32]) {
+    let Dims { batch, len, heads, hidden } = d;
+    let dh = hidden / heads;
+    let (ld, ll) = (3 * hidden, len * len);
+    assert!(qkv.len() == batch * len * ld && ctx.len() == batch * len * hidden, "attention: shapes disagree");
+    assert!(mask.is_none_or(|m| m.len() == batch * len), "attention: mask shape");
+    let probs_ptr = match probs {
+        Some(p) => {
+            assert_eq!(p.len(), batch * heads * ll, "attention: probabilities shape");
+            Some(Out(p.as_mut_ptr()))
+        }
+        None => None,
+    };
+    let ctx_ptr = Out(ctx.as_mut_ptr());
+    let par = parallel(4 * batch * heads * ll * dh);
+    tasks(batch * heads, par, |t| {
+        let (b, h) = (t / heads, t % heads);
+        let mut scratch = Vec::new();
+        let s: &mut [f32] = match probs_ptr {
+            // SAFETY: task t owns probability block t.
+            Some(p) => unsafe { std::slice::from_raw_parts_mut(p.at(t * ll), ll) },
+            _ => {
+                scratch.resize(ll, 0.0);
+                &mut scratch
+            }
+        };
+        let base = b * len * ld + h * dh;
+        // SAFETY: q, k and v views stay inside `qkv` (rows b·len.., columns of
+        // head h); the context block (rows of b, columns of h) is task t's alone.
+        unsafe {
+            // scores[i, j] = Σ_c q[i, c]·k[j, c], times the scale.
+            gemm::gemm(
+                len,
+                len,
+                dh,
+                s.as_mut_ptr(),
+                1,
+                len as isize,
+                false,
+                qkv.as_ptr().add(base),
+                1,
+                ld as isize,
+                qkv.as_ptr().add(base + hidden),
+                ld as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+            let m = mask.map(|m| &m[b * len..(b + 1) * len]);
+            s.chunks_mut(len).for_each(|row| softmax_row(row, scale, m));
+            // ctx[i, c] = Σ_j p[i, j]·v[j, c]
+            gemm::gemm(
+                len,
+                dh,
+                len,
+                ctx_ptr.at(b * len * hidden + h * dh),
+                1,
+                hidden as isize,
+                false,
+                s.as_ptr(),
+                1,
+                len as isize,
+                qkv.as_ptr().add(base + 2 * hidden),
+                1,
+                ld as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+    });
+}

@@ -1,0 +1,147 @@
+//! `y = x·Wᵀ + b` (+ GELU, or + a residual) on the `gemm` crate, reading the
+//! weight in place in torch layout (`[out, in]`, read as a column-major `Wᵀ`).
+//!
+//! Threads: below [`PAR_FLOPS`] the call stays on the calling thread (waking
+//! the pool costs more than it saves). Above it the output is cut into tiles,
+//! each one single-threaded `gemm` plus its epilogue while the tile is still
+//! in cache: few rows (one short text) are cut by columns so the cores share
+//! the weight instead of both streaming all of it, many rows (perturbation
+//! batches) by rows.
+
+use super::rows;
+use crate::model::config::Activation;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Multiply-adds ×2 below which a matmul runs on one thread.
+pub(super) const PAR_FLOPS: usize = 1 << 20;
+
+/// Rows per tile at least, when cutting by rows (packing `W` is paid per tile).
+const MIN_TILE_ROWS: usize = 64;
+
+/// A weight `[n, k]` (torch layout) and optional bias `[n]`, read in place.
+pub(super) struct Lin<'a> {
+    pub w: &'a [f32],
+    pub b: Option<&'a [f32]>,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// What happens to a tile after the matmul (bias is always added).
+#[derive(Clone, Copy)]
+pub(super) enum Epilogue<'a> {
+    Bias,
+    /// Bias, then the activation.
+    Act(Activation),
+    /// Bias plus a residual `[m, n]` (row stride `n`).
+    Residual(&'a [f32]),
+}
+
+/// A raw output pointer shared by tiles that write disjoint parts.
+#[derive(Clone, Copy)]
+pub(super) struct Out(pub *mut f32);
+// SAFETY: every user writes disjoint elements and joins before the buffer is read.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer `i` elements on (a method, so closures capture the whole `Out`).
+    ///
+    /// # Safety
+    /// `i` must stay inside the buffer.
+    pub(super) unsafe fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: the caller keeps `i` in bounds.
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// Runs `f(0..count)` on the rayon pool when `parallel`, else in order.
+pub(super) fn tasks(count: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
+    if parallel && count > 1 {
+        (0..count).into_par_iter().for_each(f);
+    } else {
+        (0..count).for_each(f);
+    }
+}
+
+/// Whether a job of `flops` is worth the thread pool.
+pub(super) fn parallel(flops: usize) -> bool {
+    flops >= PAR_FLOPS && rayon::current_num_threads() > 1
+}
+
+/// `y[r, col0 + j] = Σ_k x[r, k]·W[j, k] + b[j]` for `r < m`, `j < lin.n`, then
+/// the epilogue. `y` has row stride `ys` (several linears can fill one buffer).
+pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, col0: usize, epi: Epilogue) {
+    let (n, k) = (lin.n, lin.k);
+    assert!(x.len() >= m * k && lin.w.len() == n * k && col0 + n <= ys && y.len() >= m * ys, "linear: shapes disagree");
+    if let Epilogue::Residual(r) = epi {
+        assert!(r.len() >= m * n, "linear: residual too short");
+    }
+    let threads = rayon::current_num_threads();
+    let par = parallel(2 * m * n * k);
+    // Tiles: (row range, column range).
+    let (row_tiles, col_tiles) = if !par {
+        (1, 1)
+    } else if m >= MIN_TILE_ROWS * threads {
+        ((m / MIN_TILE_ROWS).min(4 * threads), 1)
+    } else {
+        (1, threads)
+    };
+    let out = Out(y.as_mut_ptr());
+    let tile = |t: usize| {
+        let (rt, ct) = (t / col_tiles, t % col_tiles);
+        let (r0, r1) = (m * rt / row_tiles, m * (rt + 1) / row_tiles);
+        // Column cuts on multiples of 16 (one AVX-512 register).
+        let cut = |c: usize| if c == col_tiles { n } else { (n * c / col_tiles) & !15 };
+        let (c0, c1) = (cut(ct), cut(ct + 1));
+        if r1 <= r0 || c1 <= c0 {
+            return;
+        }
+        // SAFETY: tiles cover disjoint (row, column) blocks of `y`; all pointers
+        // stay inside the slices checked above.
+        unsafe {
+            let dst = out.at(r0 * ys + col0 + c0);
+            gemm::gemm(
+                r1 - r0,
+                c1 - c0,
+                k,
+                dst,
+                1,
+                ys as isize,
+                false,
+                x.as_ptr().add(r0 * k),
+                1,
+                k as isize,
+                lin.w.as_ptr().add(c0 * k),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+            for r in r0..r1 {
+                let row = std::slice::from_raw_parts_mut(out.at(r * ys + col0 + c0), c1 - c0);
+                epilogue(row, lin.b.map(|b| &b[c0..c1]), r, c0, n, epi);
+            }
+        }
+    };
+    tasks(row_tiles * col_tiles, par, tile);
+}
+
+/// Bias, activation or residual on one row piece starting at column `c0`.
+fn epilogue(row: &mut [f32], bias: Option<&[f32]>, r: usize, c0: usize, n: usize, epi: Epilogue) {
+    if let Some(b) = bias {
+        row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+    }
+    match epi {
+        Epilogue::Bias => {}
+        Epilogue::Act(a) => rows::activate(row, a),
+        Epilogue::Residual(res) => {
+            let res = &res[r * n + c0..r * n + c0 + row.len()];
+            row.iter_mut().zip(res).for_each(|(v, x)| *v += x);
+        }
+    }
+}

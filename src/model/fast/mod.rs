@@ -1,0 +1,241 @@
+//! A hand-written inference forward pass for the post-norm encoders (BERT,
+//! RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT) on the CPU, in f32.
+//!
+//! At 8–128 tokens candle's per-op costs (an allocation and a thread-pool
+//! dispatch per op, q/k/v and context transposes made contiguous) outweigh the
+//! arithmetic of a small encoder. Here a layer is four `gemm` matmul passes
+//! that read the weights in place from the candle tensors (no copy), attention
+//! per (sequence, head) on strided views of one q/k/v buffer, and bias,
+//! residual, GELU, layer norm and softmax as one row-wise loop each.
+//!
+//! candle stays the tensor library: inputs and outputs are candle tensors and
+//! the classification head runs on candle. Every other case — gradients,
+//! attention probes, dropout, DeBERTa's relative terms, ModernBERT, non-f32
+//! or non-CPU tensors — keeps the candle graph ([`super::encoder::Encoder::forward`]).
+//! `ops::set_fast(false)` (or `ops::set_fused(false)`) turns this path off.
+
+mod attention;
+mod linear;
+mod rows;
+
+use super::encoder::{Encoder, EncoderInput, EncoderOutput, LayerNorm};
+use candle_core::{CpuStorage, Storage, StorageRef, Tensor};
+use linear::{Epilogue, Lin, linear};
+
+/// Read access to the f32 values of a contiguous CPU tensor, in place.
+struct View<'a> {
+    guard: StorageRef<'a>,
+    start: usize,
+    end: usize,
+    dims: Vec<usize>,
+}
+
+impl<'a> View<'a> {
+    /// `None` unless the tensor is a contiguous f32 CPU tensor.
+    fn of(t: &'a Tensor) -> Option<Self> {
+        let (guard, layout) = t.storage_and_layout();
+        let (start, end) = layout.contiguous_offsets()?;
+        matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))).then(|| Self { guard, start, end, dims: t.dims().to_vec() })
+    }
+
+    fn data(&self) -> &[f32] {
+        match &*self.guard {
+            Storage::Cpu(CpuStorage::F32(v)) => &v[self.start..self.end],
+            _ => &[],
+        }
+    }
+}
+
+/// Views of a linear layer's weight `[n, k]` and bias.
+struct LinView<'a> {
+    w: View<'a>,
+    b: Option<View<'a>>,
+}
+
+impl<'a> LinView<'a> {
+    fn of(l: &'a candle_nn::Linear) -> Option<Self> {
+        let w = View::of(l.weight())?;
+        if w.dims.len() != 2 {
+            return None;
+        }
+        let b = match l.bias() {
+            Some(b) => Some(View::of(b).filter(|v| v.dims == [w.dims[0]])?),
+            None => None,
+        };
+        Some(Self { w, b })
+    }
+
+    fn lin(&self) -> Lin<'_> {
+        Lin { w: self.w.data(), b: self.b.as_ref().map(View::data), n: self.w.dims[0], k: self.w.dims[1] }
+    }
+}
+
+struct NormView<'a> {
+    w: View<'a>,
+    b: View<'a>,
+    eps: f32,
+}
+
+impl<'a> NormView<'a> {
+    fn of(n: &'a LayerNorm, width: usize) -> Option<Self> {
+        let (w, b) = (View::of(&n.weight)?, View::of(&n.bias)?);
+        (w.dims == [width] && b.dims == [width]).then_some(Self { w, b, eps: n.eps as f32 })
+    }
+
+    fn apply(&self, x: &mut [f32]) {
+        rows::layer_norm(x, self.w.data(), self.b.data(), self.eps)
+    }
+}
+
+/// Whether [`forward`] may replace the candle graph for this encoder and input.
+pub(super) fn eligible(enc: &Encoder, input: &EncoderInput) -> bool {
+    super::ops::fast()
+        && enc.relative.is_none()
+        && enc.modern.is_none()
+        && !enc.project_before_norm
+        && input.word_embeds.device().is_cpu()
+        && input.word_embeds.dtype() == candle_core::DType::F32
+}
+
+/// The inference forward pass. `keep` = return every hidden state and
+/// attention matrix (else only the last hidden state and the logits, for
+/// perturbation batches). `Ok(None)` when a weight is not a contiguous f32 CPU
+/// tensor: the caller then runs the candle graph.
+pub(super) fn forward(enc: &Encoder, input: &EncoderInput, keep: bool) -> candle_core::Result<Option<EncoderOutput>> {
+    let cfg = &enc.cfg;
+    let (batch, len, emb) = input.word_embeds.dims3()?;
+    let (hidden, heads) = (cfg.hidden_size, cfg.num_heads);
+    if heads == 0 || hidden % heads != 0 || len == 0 {
+        return Ok(None);
+    }
+    let rows_n = batch * len;
+    let Some(mut x) = embeddings(enc, input, batch, len, emb)? else { return Ok(None) };
+    if let Some(p) = &enc.embed_project {
+        let Some(pv) = LinView::of(p) else { return Ok(None) };
+        let lin = pv.lin();
+        if lin.k != emb || lin.n != hidden {
+            return Ok(None);
+        }
+        let mut y = vec![0f32; rows_n * hidden];
+        linear(&x, rows_n, &lin, &mut y, hidden, 0, Epilogue::Bias);
+        x = y;
+    } else if emb != hidden {
+        return Ok(None);
+    }
+    let mask: Option<Vec<f32>> = match input.attention_mask {
+        Some(m) => Some(m.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| (1.0 - v) * -1e9).collect()),
+        None => None,
+    };
+    if mask.as_ref().is_some_and(|m| m.len() != rows_n) {
+        candle_core::bail!("attention mask has {} values for {batch}×{len} tokens", mask.as_ref().map_or(0, Vec::len));
+    }
+    let dims = attention::Dims { batch, len, heads, hidden };
+    let scale = 1.0 / ((hidden / heads) as f32).sqrt();
+    let device = input.word_embeds.device();
+    let mut hidden_states = Vec::new();
+    let mut attentions = Vec::new();
+    // Scratch reused by every layer.
+    let mut qkv = vec![0f32; rows_n * 3 * hidden];
+    let mut ctx = vec![0f32; rows_n * hidden];
+    let mut h = vec![0f32; rows_n * hidden];
+    let mut inter = Vec::new();
+    for layer in &enc.layers {
+        let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
+        let inter_n = v.ffn_in.w.dims[0];
+        inter.resize(rows_n * inter_n, 0.0);
+        for (i, l) in [&v.query, &v.key, &v.value].into_iter().enumerate() {
+            linear(&x, rows_n, &l.lin(), &mut qkv, 3 * hidden, i * hidden, Epilogue::Bias);
+        }
+        let mut probs = if keep { vec![0f32; batch * heads * len * len] } else { Vec::new() };
+        attention::attention(&qkv, dims, scale, mask.as_deref(), keep.then_some(probs.as_mut_slice()), &mut ctx);
+        if keep {
+            attentions.push(Tensor::from_vec(std::mem::take(&mut probs), (batch, heads, len, len), device)?);
+        }
+        linear(&ctx, rows_n, &v.attn_out.lin(), &mut h, hidden, 0, Epilogue::Residual(&x));
+        v.attn_norm.apply(&mut h);
+        linear(&h, rows_n, &v.ffn_in.lin(), &mut inter, inter_n, 0, Epilogue::Act(cfg.activation));
+        let mut out = if keep { vec![0f32; rows_n * hidden] } else { std::mem::take(&mut x) };
+        linear(&inter, rows_n, &v.ffn_out.lin(), &mut out, hidden, 0, Epilogue::Residual(&h));
+        v.out_norm.apply(&mut out);
+        let prev = std::mem::replace(&mut x, out);
+        if keep {
+            hidden_states.push(Tensor::from_vec(prev, (batch, len, hidden), device)?);
+        }
+    }
+    let cls: Vec<f32> = x.chunks(len * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect();
+    hidden_states.push(Tensor::from_vec(x, (batch, len, hidden), device)?);
+    let logits = match &enc.head {
+        Some(head) => Some(head.forward(&Tensor::from_vec(cls, (batch, hidden), device)?, super::encoder::RunMode::INFERENCE)?),
+        None => None,
+    };
+    Ok(Some(EncoderOutput { hidden_states, attentions, attention_probes: Vec::new(), logits }))
+}
+
+/// Word + position + type embeddings and their layer norm, `[batch·len, emb]`.
+fn embeddings(enc: &Encoder, input: &EncoderInput, batch: usize, len: usize, emb: usize) -> candle_core::Result<Option<Vec<f32>>> {
+    let words = input.word_embeds.contiguous()?;
+    let Some(wv) = View::of(&words) else { return Ok(None) };
+    let mut x = wv.data().to_vec();
+    drop(wv);
+    for (table, ids) in [(&enc.position_embeddings, input.position_ids), (&enc.type_embeddings, input.type_ids)] {
+        let Some(table) = table else { continue };
+        let Some(tv) = View::of(table.embeddings()) else { return Ok(None) };
+        if tv.dims.len() != 2 || tv.dims[1] != emb {
+            return Ok(None);
+        }
+        let ids = ids.flatten_all()?.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
+        if ids.len() != batch * len {
+            candle_core::bail!("{} ids for {batch}×{len} tokens", ids.len());
+        }
+        let t = tv.data();
+        for (row, &id) in x.chunks_mut(emb).zip(&ids) {
+            let id = id as usize;
+            if id >= tv.dims[0] {
+                candle_core::bail!("embedding id {id} out of range (table has {} rows)", tv.dims[0]);
+            }
+            row.iter_mut().zip(&t[id * emb..(id + 1) * emb]).for_each(|(v, e)| *v += e);
+        }
+    }
+    let Some(norm) = NormView::of(&enc.embed_norm, emb) else { return Ok(None) };
+    norm.apply(&mut x);
+    Ok(Some(x))
+}
+
+/// In-place views of one layer's weights, held for the duration of the layer.
+struct LayerViews<'a> {
+    query: LinView<'a>,
+    key: LinView<'a>,
+    value: LinView<'a>,
+    attn_out: LinView<'a>,
+    attn_norm: NormView<'a>,
+    ffn_in: LinView<'a>,
+    ffn_out: LinView<'a>,
+    out_norm: NormView<'a>,
+}
+
+impl<'a> LayerViews<'a> {
+    fn of(l: &'a super::encoder::Layer, hidden: usize) -> Option<Self> {
+        let v = Self {
+            query: LinView::of(&l.query)?,
+            key: LinView::of(&l.key)?,
+            value: LinView::of(&l.value)?,
+            attn_out: LinView::of(&l.attn_out)?,
+            attn_norm: NormView::of(&l.attn_norm, hidden)?,
+            ffn_in: LinView::of(&l.ffn_in)?,
+            ffn_out: LinView::of(&l.ffn_out)?,
+            out_norm: NormView::of(&l.out_norm, hidden)?,
+        };
+        let square = |l: &LinView| l.w.dims == [hidden, hidden];
+        let inter = v.ffn_in.w.dims[0];
+        let ok = square(&v.query)
+            && square(&v.key)
+            && square(&v.value)
+            && square(&v.attn_out)
+            && v.ffn_in.w.dims == [inter, hidden]
+            && v.ffn_out.w.dims == [hidden, inter];
+        ok.then_some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests;
