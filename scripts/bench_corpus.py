@@ -23,8 +23,10 @@ forward_passes}, truncated) written to a file. Its time is the loop alone: impor
 loading are excluded. The expnet side's time is the whole command (process start, loading the
 embedded model, reading, writing), so the comparison is conservative for expnet.
 
-Every configuration runs once per round, in rotating order; medians over rounds are
-reported, and the outputs of the two sides are compared (prediction agreement, largest
+With --py-sorted the Python loop is also timed with expnet's own trick (8 batches read ahead
+and batched by token count). Every configuration runs once per round, in rotating order;
+medians over rounds of wall time and of CPU time (the Python process's, the expnet child's;
+less disturbed by other jobs on a shared machine) are reported, and the outputs of the two sides are compared (prediction agreement, largest
 score difference) so that both are known to do the same work.
 """
 
@@ -33,6 +35,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +45,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 import hf_load  # noqa: E402
+
+# expnet reads this many batches ahead and batches them by token count (WINDOW_BATCHES).
+SORT_WINDOW = 8
 
 PTB = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}", "``": '"', "''": '"'}
 
@@ -73,73 +79,93 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def python_run(model, tok, labels, model_name, lines, batch_size, out_path, token_types):
-    """The transformers loop; returns seconds."""
-    t0 = time.perf_counter()
+def python_run(model, tok, labels, model_name, lines, batch_size, out_path, token_types, sort_window=0):
+    """The transformers loop; returns (wall, cpu) seconds. With sort_window > 0 it reads
+    sort_window batches at a time and batches them by token count, as expnet does, writing
+    in input order; otherwise batches follow the input order."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    window = batch_size * max(sort_window, 1)
+    pad = model.config.pad_token_id or 0
     with open(out_path, "w", encoding="utf-8") as out, torch.no_grad():
-        for start in range(0, len(lines), batch_size):
-            chunk = lines[start:start + batch_size]
-            encs = tok.encode_batch([t for _, t in chunk])
-            width = max(len(e.ids) for e in encs)
-            pad = model.config.pad_token_id or 0
-            ids = torch.tensor([e.ids + [pad] * (width - len(e.ids)) for e in encs])
-            mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encs])
-            kw = {"input_ids": ids, "attention_mask": mask}
-            if token_types:
-                kw["token_type_ids"] = torch.tensor([e.type_ids + [0] * (width - len(e.ids)) for e in encs])
-            t_fwd = time.perf_counter()
-            res = model(**kw, output_attentions=True)
-            fwd_ms = (time.perf_counter() - t_fwd) * 1e3 / len(chunk)
-            t_m = time.perf_counter()
-            att = res.attentions[-1].mean(1)[:, 0, :]  # [B, L]: [CLS] row, last layer
-            att_ms = (time.perf_counter() - t_m) * 1e3 / len(chunk)
-            t_m = time.perf_counter()
-            eye = torch.eye(width).unsqueeze(0)
-            v = torch.zeros(len(chunk), 1, width)
-            v[:, 0, 0] = 1.0
-            hats = []
-            for a in res.attentions:
-                hat = 0.5 * a.mean(1) + 0.5 * eye
-                hats.append(hat / hat.sum(-1, keepdim=True))
-            for hat in reversed(hats):  # e0ᵀ · hat_L · … · hat_1
-                v = torch.bmm(v, hat)
-            roll = v[:, 0, :]
-            roll_ms = (time.perf_counter() - t_m) * 1e3 / len(chunk)
-            probs = torch.softmax(res.logits, -1)
-            att_l, roll_l, probs_l = att.tolist(), roll.tolist(), probs.tolist()
-            for i, ((number, text), e) in enumerate(zip(chunk, encs)):
-                n = len(e.ids)
-                p = probs_l[i]
-                idx = max(range(len(p)), key=p.__getitem__)
-                tokens = [
-                    {"text": t, "start": s, "end": en, "special": sp == 1}
-                    for t, (s, en), sp in zip(e.tokens, e.offsets, e.special_tokens_mask)
-                ]
-                obj = {
-                    "line": number,
-                    "text": text,
-                    "model": model_name,
-                    "tokens": tokens,
-                    "prediction": {"label": labels[idx], "index": idx, "probabilities": dict(zip(labels, p))},
-                    "explanations": {
-                        "attention": {"scores": att_l[i][:n], "ms": att_ms, "forward_passes": 0},
-                        "rollout": {"scores": roll_l[i][:n], "ms": roll_ms, "forward_passes": 0},
-                    },
-                    "forward_ms": fwd_ms,
-                    "truncated": len(e.overflowing) > 0,
-                }
-                out.write(json.dumps(obj) + "\n")
-    return time.perf_counter() - t0
+        for wstart in range(0, len(lines), window):
+            part = lines[wstart:wstart + window]
+            encs = tok.encode_batch([t for _, t in part])
+            order = list(range(len(part)))
+            if sort_window:
+                order.sort(key=lambda i: len(encs[i].ids))
+            rendered = [None] * len(part)
+            for bstart in range(0, len(order), batch_size):
+                idx = order[bstart:bstart + batch_size]
+                rendered_batch = explain_batch(model, labels, model_name, [part[i] for i in idx], [encs[i] for i in idx], pad, token_types)
+                for i, r in zip(idx, rendered_batch):
+                    rendered[i] = r
+            out.write("".join(rendered))
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def explain_batch(model, labels, model_name, chunk, encs, pad, token_types):
+    """One padded forward with attentions, raw attention and rollout per text, JSON lines."""
+    width = max(len(e.ids) for e in encs)
+    ids = torch.tensor([e.ids + [pad] * (width - len(e.ids)) for e in encs])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in encs])
+    kw = {"input_ids": ids, "attention_mask": mask}
+    if token_types:
+        kw["token_type_ids"] = torch.tensor([e.type_ids + [0] * (width - len(e.ids)) for e in encs])
+    t_fwd = time.perf_counter()
+    res = model(**kw, output_attentions=True)
+    fwd_ms = (time.perf_counter() - t_fwd) * 1e3 / len(chunk)
+    t_m = time.perf_counter()
+    att = res.attentions[-1].mean(1)[:, 0, :]  # [B, L]: [CLS] row, last layer
+    att_ms = (time.perf_counter() - t_m) * 1e3 / len(chunk)
+    t_m = time.perf_counter()
+    eye = torch.eye(width).unsqueeze(0)
+    v = torch.zeros(len(chunk), 1, width)
+    v[:, 0, 0] = 1.0
+    hats = []
+    for a in res.attentions:
+        hat = 0.5 * a.mean(1) + 0.5 * eye
+        hats.append(hat / hat.sum(-1, keepdim=True))
+    for hat in reversed(hats):  # e0ᵀ · hat_L · … · hat_1
+        v = torch.bmm(v, hat)
+    roll = v[:, 0, :]
+    roll_ms = (time.perf_counter() - t_m) * 1e3 / len(chunk)
+    probs = torch.softmax(res.logits, -1)
+    att_l, roll_l, probs_l = att.tolist(), roll.tolist(), probs.tolist()
+    rendered = []
+    for i, ((number, text), e) in enumerate(zip(chunk, encs)):
+        n = len(e.ids)
+        p = probs_l[i]
+        idx = max(range(len(p)), key=p.__getitem__)
+        tokens = [
+            {"text": t, "start": s, "end": en, "special": sp == 1}
+            for t, (s, en), sp in zip(e.tokens, e.offsets, e.special_tokens_mask)
+        ]
+        obj = {
+            "line": number,
+            "text": text,
+            "model": model_name,
+            "tokens": tokens,
+            "prediction": {"label": labels[idx], "index": idx, "probabilities": dict(zip(labels, p))},
+            "explanations": {
+                "attention": {"scores": att_l[i][:n], "ms": att_ms, "forward_passes": 0},
+                "rollout": {"scores": roll_l[i][:n], "ms": roll_ms, "forward_passes": 0},
+            },
+            "forward_ms": fwd_ms,
+            "truncated": len(e.overflowing) > 0,
+        }
+        rendered.append(json.dumps(obj) + "\n")
+    return rendered
 
 
 def expnet_run(binary, input_path, batch_size, out_path, model_dir):
     cmd = [binary, "explain", "--input", input_path, "--methods", "attention,rollout", "--batch-size", str(batch_size)]
     if model_dir:
         cmd += ["--model", model_dir]
-    t0 = time.perf_counter()
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out_path, "w") as out:
         subprocess.run(cmd, stdout=out, check=True)
-    return time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def compare(py_path, rs_path):
@@ -168,6 +194,7 @@ def main():
     ap.add_argument("--expnet-model", action="store_true", help="pass --model to expnet too instead of its embedded copy")
     ap.add_argument("--py-batch-sizes", default="8,16,32")
     ap.add_argument("--expnet-batch-sizes", default="1,8,16,32")
+    ap.add_argument("--py-sorted", action="store_true", help="also time the Python loop with expnet's length-sorted windows")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", default="/tmp")
@@ -182,6 +209,7 @@ def main():
         lines = [(i + 1, l.rstrip("\n")) for i, l in enumerate(f)]
     lines = [(i, l) for i, l in lines if l.strip()]
 
+    load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
     model = hf_load.load_model(args.model)
     tok = hf_load.load_tokenizer(args.model, model.config)
@@ -190,37 +218,50 @@ def main():
     expnet_model = args.model if args.expnet_model else None
     name = args.model if args.expnet_model else "embedded:minilm-sst2"
 
-    configs = [("py", int(b)) for b in args.py_batch_sizes.split(",")] + [("expnet", int(b)) for b in args.expnet_batch_sizes.split(",")]
+    sizes = [int(b) for b in args.py_batch_sizes.split(",")]
+    configs = [("py", b) for b in sizes]
+    if args.py_sorted:
+        configs += [("py-sorted", b) for b in sizes]
+    configs += [("expnet", int(b)) for b in args.expnet_batch_sizes.split(",")]
     out = {c: os.path.join(args.out_dir, f"bench_corpus_{c[0]}_{c[1]}.jsonl") for c in configs}
     # Warm-up (untimed): page cache, torch kernels, the binary.
     python_run(model, tok, labels, name, lines[:64], 16, out[configs[0]], token_types)
     expnet_run(args.expnet, args.input, 16, out[configs[-1]], expnet_model)
     times = {c: [] for c in configs}
+    cpu = {c: [] for c in configs}
     for r in range(args.rounds):
         order = configs[r % len(configs):] + configs[:r % len(configs)]
         for side, b in order:
-            if side == "py":
-                s = python_run(model, tok, labels, name, lines, b, out[(side, b)], token_types)
+            if side == "expnet":
+                s, c = expnet_run(args.expnet, args.input, b, out[(side, b)], expnet_model)
             else:
-                s = expnet_run(args.expnet, args.input, b, out[(side, b)], expnet_model)
+                window = SORT_WINDOW if side == "py-sorted" else 0
+                s, c = python_run(model, tok, labels, name, lines, b, out[(side, b)], token_types, window)
             times[(side, b)].append(s)
-            print(f"round {r + 1} {side} batch {b}: {s:.2f} s", file=sys.stderr, flush=True)
+            cpu[(side, b)].append(c)
+            print(f"round {r + 1} {side} batch {b}: {s:.2f} s wall, {c:.2f} s cpu, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
 
     med = {c: statistics.median(t) for c, t in times.items()}
-    best_py = min((c for c in configs if c[0] == "py"), key=med.get)
+    med_cpu = {c: statistics.median(t) for c, t in cpu.items()}
+    py_configs = [c for c in configs if c[0] != "expnet"]
+    best_py = min(py_configs, key=med.get)
+    best_rs = min((c for c in configs if c[0] == "expnet"), key=med.get)
     result = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
+        "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "torch": torch.__version__,
         "torch_threads": args.threads,
         "texts": len(lines),
         "rounds": args.rounds,
-        "seconds_median": {f"{s} {b}": round(v, 3) for (s, b), v in med.items()},
-        "seconds_all": {f"{s} {b}": [round(x, 3) for x in t] for (s, b), t in times.items()},
-        "best_python": f"py {best_py[1]}",
-        "ratio_vs_best_python": {f"expnet {b}": round(med[best_py] / med[("expnet", b)], 2) for s, b in configs if s == "expnet"},
-        "check": compare(out[best_py], out[min((c for c in configs if c[0] == "expnet"), key=med.get)]),
+        "wall_seconds_median": {f"{s} {b}": round(v, 3) for (s, b), v in med.items()},
+        "cpu_seconds_median": {f"{s} {b}": round(v, 3) for (s, b), v in med_cpu.items()},
+        "wall_seconds_all": {f"{s} {b}": [round(x, 3) for x in t] for (s, b), t in times.items()},
+        "best_python": f"{best_py[0]} {best_py[1]}",
+        "wall_ratio_vs_best_python": {f"expnet {b}": round(med[best_py] / med[("expnet", b)], 2) for s, b in configs if s == "expnet"},
+        "cpu_ratio_vs_best_python": {f"expnet {b}": round(med_cpu[best_py] / med_cpu[("expnet", b)], 2) for s, b in configs if s == "expnet"},
+        "check": compare(out[best_py], out[best_rs]),
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -259,3 +259,15 @@ fn bad_shard_and_batch_size_values_fail_with_one_line() {
     assert_eq!(code, 1);
     assert!(err.contains("--shard") && err.contains("--input") && err.lines().count() == 1, "{err}");
 }
+
+#[test]
+fn lines_before_a_bad_byte_are_still_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("mixed.txt");
+    std::fs::write(&f, b"a fine film\n\nbad film\nan awful caf\xe9\nnever read\n").unwrap();
+    let (code, out, err) = expnet_cli(&["explain", "--model", &fixture("tiny-bert"), "--input", f.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<u64> = out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [1, 3], "the lines before the bad one, in order");
+    assert!(err.trim().lines().count() == 1 && err.contains("mixed.txt:4:13: not valid UTF-8"), "{err}");
+}
