@@ -5,7 +5,8 @@ the same work, timed in the same run, alternating, on the same machine.
     ~/.cache/pyref/bin/python scripts/bench_corpus.py --sst /work/shared/data/sst/test.txt \
         --lines 1000 --input /tmp/sst2_test_1000.txt \
         --expnet target/release/expnet --model assets/models/minilm-sst2 \
-        --py-batch-sizes 8,16,32 --expnet-batch-sizes 1,8,16,32 --rounds 3 [--json OUT]
+        --threads 1,2 --py-batch-sizes 8,16,32 --py-sorted 16 --expnet-batch-sizes 1,8,16,32 \
+        --expnet-single-thread 16 --rounds 3 [--json OUT]
 
 --sst FILE writes the first --lines SST-2 sentences of a PTB-tree file (root label 2
 dropped, leaves joined by spaces, PTB escapes undone) to --input, one per line; keep it
@@ -13,7 +14,7 @@ under /tmp (the data may not be committed). Without --sst, --input must exist.
 
 The Python side ("py") does what `expnet explain --input FILE --methods attention,rollout`
 does: tokenise a batch (tokenizers, padded), one transformers forward with
-output_attentions=True under no_grad, torch at --threads (2) intra-op threads, then per text
+output_attentions=True under no_grad, torch at each of --threads intra-op thread counts, then per text
 the raw attention of [CLS] in the last layer (mean over heads) and attention rollout (Abnar &
 Zuidema: 0.5·mean-heads + 0.5·I, rows renormalised, multiplied over layers, [CLS] row),
 computed batched in torch (padded keys have probability 0, so the real-token block of the
@@ -157,13 +158,16 @@ def explain_batch(model, labels, model_name, chunk, encs, pad, token_types):
     return rendered
 
 
-def expnet_run(binary, input_path, batch_size, out_path, model_dir):
+def expnet_run(binary, input_path, batch_size, out_path, model_dir, threads):
     cmd = [binary, "explain", "--input", input_path, "--methods", "attention,rollout", "--batch-size", str(batch_size)]
     if model_dir:
         cmd += ["--model", model_dir]
+    env = dict(os.environ)
+    if threads:
+        env.update(RAYON_NUM_THREADS=str(threads), CANDLE_NUM_THREADS=str(threads))
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out_path, "w") as out:
-        subprocess.run(cmd, stdout=out, check=True)
+        subprocess.run(cmd, stdout=out, check=True, env=env)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.perf_counter() - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
@@ -194,9 +198,10 @@ def main():
     ap.add_argument("--expnet-model", action="store_true", help="pass --model to expnet too instead of its embedded copy")
     ap.add_argument("--py-batch-sizes", default="8,16,32")
     ap.add_argument("--expnet-batch-sizes", default="1,8,16,32")
-    ap.add_argument("--py-sorted", action="store_true", help="also time the Python loop with expnet's length-sorted windows")
+    ap.add_argument("--py-sorted", default="", help="batch sizes at which to also time the Python loop with expnet's length-sorted windows")
+    ap.add_argument("--expnet-single-thread", default="", help="batch sizes at which to also time expnet on one thread")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2", help="torch intra-op thread counts to time, e.g. 1,2")
     ap.add_argument("--out-dir", default="/tmp")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
@@ -210,7 +215,6 @@ def main():
     lines = [(i, l) for i, l in lines if l.strip()]
 
     load_before = os.getloadavg()
-    torch.set_num_threads(args.threads)
     model = hf_load.load_model(args.model)
     tok = hf_load.load_tokenizer(args.model, model.config)
     labels = hf_load.labels(model)
@@ -218,33 +222,45 @@ def main():
     expnet_model = args.model if args.expnet_model else None
     name = args.model if args.expnet_model else "embedded:minilm-sst2"
 
-    sizes = [int(b) for b in args.py_batch_sizes.split(",")]
-    configs = [("py", b) for b in sizes]
+    # A configuration: (side, batch size, threads, sorted windows); threads 0 = expnet's default.
+    configs = [("py", int(b), int(t), False) for t in args.threads.split(",") for b in args.py_batch_sizes.split(",")]
     if args.py_sorted:
-        configs += [("py-sorted", b) for b in sizes]
-    configs += [("expnet", int(b)) for b in args.expnet_batch_sizes.split(",")]
-    out = {c: os.path.join(args.out_dir, f"bench_corpus_{c[0]}_{c[1]}.jsonl") for c in configs}
+        configs += [("py", int(b), int(t), True) for t in args.threads.split(",") for b in args.py_sorted.split(",")]
+    configs += [("expnet", int(b), 0, True) for b in args.expnet_batch_sizes.split(",")]
+    if args.expnet_single_thread:
+        configs += [("expnet", int(b), 1, True) for b in args.expnet_single_thread.split(",")]
+
+    def label(c):
+        side, b, t, srt = c
+        if side == "expnet":
+            return f"expnet b{b}" + (" t1" if t == 1 else "")
+        return f"py{'-sorted' if srt else ''} t{t} b{b}"
+
+    out = {c: os.path.join(args.out_dir, f"bench_corpus_{label(c).replace(' ', '_')}.jsonl") for c in configs}
     # Warm-up (untimed): page cache, torch kernels, the binary.
+    torch.set_num_threads(configs[0][2])
     python_run(model, tok, labels, name, lines[:64], 16, out[configs[0]], token_types)
-    expnet_run(args.expnet, args.input, 16, out[configs[-1]], expnet_model)
+    expnet_run(args.expnet, args.input, 16, out[configs[-1]], expnet_model, 0)
     times = {c: [] for c in configs}
     cpu = {c: [] for c in configs}
     for r in range(args.rounds):
         order = configs[r % len(configs):] + configs[:r % len(configs)]
-        for side, b in order:
+        for c in order:
+            side, b, t, srt = c
             if side == "expnet":
-                s, c = expnet_run(args.expnet, args.input, b, out[(side, b)], expnet_model)
+                s, u = expnet_run(args.expnet, args.input, b, out[c], expnet_model, t)
             else:
-                window = SORT_WINDOW if side == "py-sorted" else 0
-                s, c = python_run(model, tok, labels, name, lines, b, out[(side, b)], token_types, window)
-            times[(side, b)].append(s)
-            cpu[(side, b)].append(c)
-            print(f"round {r + 1} {side} batch {b}: {s:.2f} s wall, {c:.2f} s cpu, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+                torch.set_num_threads(t)
+                s, u = python_run(model, tok, labels, name, lines, b, out[c], token_types, SORT_WINDOW if srt else 0)
+            times[c].append(s)
+            cpu[c].append(u)
+            print(f"round {r + 1} {label(c)}: {s:.2f} s wall, {u:.2f} s cpu, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
 
     med = {c: statistics.median(t) for c, t in times.items()}
     med_cpu = {c: statistics.median(t) for c, t in cpu.items()}
-    py_configs = [c for c in configs if c[0] != "expnet"]
+    py_configs = [c for c in configs if c[0] == "py"]
     best_py = min(py_configs, key=med.get)
+    best_py_cpu = min(py_configs, key=med_cpu.get)
     best_rs = min((c for c in configs if c[0] == "expnet"), key=med.get)
     result = {
         "cpu": cpu_name(),
@@ -252,15 +268,15 @@ def main():
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "torch": torch.__version__,
-        "torch_threads": args.threads,
         "texts": len(lines),
         "rounds": args.rounds,
-        "wall_seconds_median": {f"{s} {b}": round(v, 3) for (s, b), v in med.items()},
-        "cpu_seconds_median": {f"{s} {b}": round(v, 3) for (s, b), v in med_cpu.items()},
-        "wall_seconds_all": {f"{s} {b}": [round(x, 3) for x in t] for (s, b), t in times.items()},
-        "best_python": f"{best_py[0]} {best_py[1]}",
-        "wall_ratio_vs_best_python": {f"expnet {b}": round(med[best_py] / med[("expnet", b)], 2) for s, b in configs if s == "expnet"},
-        "cpu_ratio_vs_best_python": {f"expnet {b}": round(med_cpu[best_py] / med_cpu[("expnet", b)], 2) for s, b in configs if s == "expnet"},
+        "wall_seconds_median": {label(c): round(v, 3) for c, v in med.items()},
+        "cpu_seconds_median": {label(c): round(v, 3) for c, v in med_cpu.items()},
+        "wall_seconds_all": {label(c): [round(x, 3) for x in t] for c, t in times.items()},
+        "best_python_wall": label(best_py),
+        "best_python_cpu": label(best_py_cpu),
+        "wall_ratio_vs_best_python": {label(c): round(med[best_py] / med[c], 2) for c in configs if c[0] == "expnet"},
+        "cpu_ratio_vs_best_python": {label(c): round(med_cpu[best_py_cpu] / med_cpu[c], 2) for c in configs if c[0] == "expnet"},
         "check": compare(out[best_py], out[best_rs]),
     }
     text = json.dumps(result, indent=2)
