@@ -204,6 +204,13 @@ impl<W: Write> Run<'_, W> {
     /// batches of similar length and writes the results in input order, each
     /// as soon as every earlier one is out.
     fn window(&mut self, items: Vec<(Option<usize>, Encoding)>, batch_size: usize) -> anyhow::Result<()> {
+        for (line, enc) in &items {
+            if enc.truncated {
+                self.progress.clear();
+                let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+                eprintln!("note: {at}input truncated to {} tokens (the model's limit): {:.40}…", enc.len(), enc.text);
+            }
+        }
         let mut order: Vec<usize> = (0..items.len()).collect();
         order.sort_by_key(|&i| items[i].1.len());
         let mut outputs: Vec<Option<Vec<u8>>> = vec![None; items.len()];
@@ -231,13 +238,6 @@ impl<W: Write> Run<'_, W> {
     /// text's own length.
     fn batch(&mut self, items: Vec<(Option<usize>, &Encoding)>) -> anyhow::Result<Vec<Vec<u8>>> {
         let (model, methods, progress) = (self.model, self.methods, self.progress);
-        for (line, enc) in &items {
-            if enc.truncated {
-                progress.clear();
-                let at = line.map(|l| format!("line {l}: ")).unwrap_or_default();
-                eprintln!("note: {at}input truncated to {} tokens (the model's limit): {:.40}…", enc.len(), enc.text);
-            }
-        }
         let encs: Vec<&Encoding> = items.iter().map(|(_, e)| *e).collect();
         let forwards = match encs.as_slice() {
             [one] => vec![model.forward(one)?],
