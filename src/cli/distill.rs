@@ -44,8 +44,12 @@ pub enum Features {
     Hidden,
     /// Attention + the head's logit lens on the last three layers + the target class.
     Lens,
-    /// All of the above.
+    /// Attention, hidden states, lens and class.
     All,
+    /// Attention + decision-aligned head contributions (expnet::decision) + the target class.
+    Decision,
+    /// All of the above plus the decision-aligned columns.
+    Full,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +101,10 @@ pub struct DistillArgs {
     /// Neighbour window (0 = each token alone; ±1 measured no better, docs/RESULTS.md).
     #[arg(long, default_value_t = 0)]
     pub window: usize,
+    /// Heads of a contextual layer (self-attention over the input's tokens)
+    /// between the MLP and the output; 0 = each token scored on its own.
+    #[arg(long, default_value_t = 0)]
+    pub context: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     #[arg(long, default_value_t = 42)]
@@ -127,13 +135,19 @@ pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
     };
     let model = load_model(args.model.as_deref())?;
     anyhow::ensure!(model.is_classifier(), "{} is a bare encoder: the teachers need a classification head", model.name);
-    let (hidden_layers, lens_layers) = match args.features {
-        Features::Attention => (0, 0),
-        Features::Hidden => (2, 0),
-        Features::Lens => (0, 3),
-        Features::All => (2, 3),
+    let (hidden_layers, lens_layers, decision) = match args.features {
+        Features::Attention => (0, 0, false),
+        Features::Hidden => (2, 0, false),
+        Features::Lens => (0, 3, false),
+        Features::All => (2, 3, false),
+        Features::Decision => (0, 0, true),
+        Features::Full => (2, 3, true),
     };
-    let spec = student_spec(&model, hidden_layers, lens_layers);
+    let mut spec = student_spec(&model, hidden_layers, lens_layers);
+    if decision {
+        spec.signals.decision = true;
+        spec.signals.target_classes = model.labels().len();
+    }
     let teacher = teacher_method(args.teacher.name(), args.samples, args.seed)?;
     let cache_path = args.cache.clone().unwrap_or_else(|| args.out.with_extension("teacher.jsonl"));
     let mut cache = Cache::open(&cache_path, args.teacher.name(), &model)?;
@@ -179,7 +193,7 @@ pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
     };
 
     let cfg = DistillConfig {
-        net: NetConfig { hidden, neighbour_window: args.window, ..DistillConfig::default().net },
+        net: NetConfig { hidden, neighbour_window: args.window, context_heads: args.context, ..DistillConfig::default().net },
         loss,
         epochs: args.epochs,
         lr: args.lr,

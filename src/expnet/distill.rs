@@ -365,20 +365,23 @@ fn batch_loss(
     let mut x = Vec::new();
     let mut y = Vec::new();
     let (mut pa, mut pb) = (Vec::<u32>::new(), Vec::<u32>::new());
-    let mut rows = 0u32;
+    // Every piece goes through the net (the contextual layer reads special
+    // pieces too); the loss sees the `scored` rows only.
+    let (mut rows, mut scored, mut segments) = (0u32, Vec::<u32>::new(), Vec::new());
     for &t in chunk {
         let e = &train[t];
-        let first = rows;
+        let first = scored.len() as u32;
         let mut kept = Vec::new();
         for i in 0..e.features.len() {
-            if e.special[i] {
-                continue;
-            }
             net.push_input(&e.features, i, &mut x);
-            y.push(targets[t][i]);
-            kept.push(i);
-            rows += 1;
+            if !e.special[i] {
+                y.push(targets[t][i]);
+                kept.push(i);
+                scored.push(rows + i as u32);
+            }
         }
+        rows += e.features.len() as u32;
+        segments.push(e.features.len());
         // Pairs the teacher orders clearly (z differs by > 0.1), sampled.
         let z: Vec<f32> = kept.iter().map(|&i| targets[t][i]).collect();
         if z.len() >= 2 && cfg.loss != DistillLoss::Mse {
@@ -394,12 +397,13 @@ fn batch_loss(
             }
         }
     }
-    if rows == 0 {
+    if scored.is_empty() {
         return Ok(None);
     }
     let x = Tensor::from_vec(x, (rows as usize, net.input_dim()), &Device::Cpu)?;
-    let p = net.forward_logits(&x, Some(rng))?;
-    let y = Tensor::from_vec(y, rows as usize, &Device::Cpu)?;
+    let n_scored = scored.len();
+    let p = net.forward_logits(&x, &segments, Some(rng))?.index_select(&Tensor::from_vec(scored, n_scored, &Device::Cpu)?, 0)?;
+    let y = Tensor::from_vec(y, n_scored, &Device::Cpu)?;
     let mse = (p.sub(&y)?.sqr()?).mean_all()?;
     let rank = if pa.is_empty() {
         None
