@@ -5,7 +5,7 @@
 # SST-2 test sentences held out (never used for a choice).
 # Usage: scripts/distill.sh [OUTDIR] [VARIANT...]   (default OUTDIR ~/.cache/expnet-models/distill)
 #   LIMIT=2300 (default): the 2,000-text table (1,955 train / 345 validation).
-#   LIMIT=800 scripts/distill.sh OUT w1-attention w1-lens w1-hidden w1-all w1-all-mse w1-all-rank all
+#   LIMIT=800 scripts/distill.sh OUT w1-attention w1-lens w1-hidden w1-all w1-all-mse w1-all-rank score-all
 #     : the first table (680 train / 120 validation, window ±1 rows).
 # The teacher cache is shared by every variant, so only the first run pays for the teacher.
 set -euo pipefail
@@ -24,21 +24,25 @@ run() { # NAME ARGS...
   $E distill "${common[@]}" "$@" --out "$OUT/$name-$LIMIT.safetensors" > "$OUT/$name-$LIMIT.json" 2> "$OUT/$name-$LIMIT.log"
 }
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(all decision full all-ctx full-ctx)
+[ ${#variants[@]} -gt 0 ] || variants=(score-all score-decision score-full score-full-ctx all full full-ctx)
+S=(--target score)   # regress on z-scored teacher scores (the default before --target existed)
 for v in "${variants[@]}"; do
   case $v in
-    # Window ±1 rows of the first table.
-    w1-attention) run "$v" --features attention --window 1 ;;
-    w1-lens) run "$v" --features lens --window 1 ;;
-    w1-hidden) run "$v" --features hidden --window 1 ;;
-    w1-all) run "$v" --features all --window 1 ;;
-    w1-all-mse) run "$v" --features all --loss mse --window 1 ;;
-    w1-all-rank) run "$v" --features all --loss rank --window 1 ;;
-    # Window 0 (the default from here on).
-    all) run "$v" --features all ;;                      # attention + hidden + lens + class
-    decision) run "$v" --features decision ;;            # attention + decision-aligned head contributions + class
-    full) run "$v" --features full ;;                    # all + decision
-    all-ctx) run "$v" --features all --context 4 ;;      # contextual student (self-attention over tokens)
+    # First table (LIMIT=800): window ±1 rows.
+    w1-attention) run "$v" "${S[@]}" --features attention --window 1 ;;
+    w1-lens) run "$v" "${S[@]}" --features lens --window 1 ;;
+    w1-hidden) run "$v" "${S[@]}" --features hidden --window 1 ;;
+    w1-all) run "$v" "${S[@]}" --features all --window 1 ;;
+    w1-all-mse) run "$v" "${S[@]}" --features all --loss mse --window 1 ;;
+    w1-all-rank) run "$v" "${S[@]}" --features all --loss rank --window 1 ;;
+    # Window 0 (the default), z-scored targets.
+    score-all) run "$v" "${S[@]}" --features all ;;                 # attention + hidden + lens + class
+    score-decision) run "$v" "${S[@]}" --features decision ;;       # attention + decision-aligned head contributions + class
+    score-full) run "$v" "${S[@]}" --features full ;;               # all + decision
+    score-full-ctx) run "$v" "${S[@]}" --features full --context 4 ;;   # contextual student (self-attention over tokens)
+    # Rank targets (the default).
+    all) run "$v" --features all ;;
+    full) run "$v" --features full ;;
     full-ctx) run "$v" --features full --context 4 ;;
     *) echo "unknown variant $v" >&2; exit 2 ;;
   esac
