@@ -29,7 +29,9 @@ fn main() {
         if let Some(expnet::tui::Interrupted(sig)) = e.downcast_ref() {
             std::process::exit(128 + sig);
         }
-        eprintln!("error: {e:#}");
+        // Not eprintln!: it panics when stderr is a terminal that has hung up.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "error: {e:#}");
         std::process::exit(1);
     }
 }

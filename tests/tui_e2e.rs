@@ -128,3 +128,58 @@ fn load_failure_is_printed_after_quitting_with_a_nonzero_exit() {
     let stderr = std::fs::read_to_string(&err).unwrap();
     assert!(stderr.contains("the model failed to load") && stderr.contains("cannot read safetensors weights") && stderr.contains("hint"), "{stderr}");
 }
+
+/// An explorer whose terminal disappears (tmux server killed, window
+/// closed) exits instead of spinning: a shell between tmux and the explorer
+/// means the kernel's SIGHUP goes to the shell only, so the explorer has to
+/// notice the hang-up itself.
+#[test]
+fn explorer_exits_when_its_terminal_disappears() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipping the tmux hang-up test: tmux is not installed");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    // A unique argument to find the explorer's process by.
+    let marker = dir.path().join(format!("hangup-{}", std::process::id()));
+    std::fs::create_dir(&marker).unwrap();
+    let socket = format!("expnet-hangup-{}", std::process::id());
+    let cmd = format!(
+        "sh -c '{} tui --model {} --export-dir {}; echo __EXIT__ $?; sleep 30'",
+        env!("CARGO_BIN_EXE_expnet"),
+        root.join("tests/fixtures/tiny-bert").display(),
+        marker.display()
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").arg("-L").arg(&socket).args(args).output().expect("tmux");
+    tmux(&["new-session", "-d", "-s", "hangup", "-x", "80", "-y", "24", &cmd]);
+    let pids = || -> Vec<String> {
+        let out = Command::new("pgrep").arg("-f").arg(marker.to_str().unwrap()).output().expect("pgrep");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+    };
+    let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-t", "hangup", "-p"]).stdout).into_owned();
+    let mut started = false;
+    for _ in 0..200 {
+        if screen().contains("tiny-bert") {
+            started = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(started, "the explorer did not start:\n{}", screen());
+    // Only the explorer and its `sh -c` parent carry the marker.
+    assert!(!pids().is_empty(), "explorer process not found");
+    tmux(&["kill-server"]);
+    let mut left = pids();
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = pids();
+    }
+    for pid in &left {
+        let _ = Command::new("kill").arg("-9").arg(pid).status();
+    }
+    assert!(left.is_empty(), "processes still running 5 s after their terminal went away: {left:?}");
+}

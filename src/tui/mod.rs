@@ -27,7 +27,7 @@ mod tests_abuse;
 #[cfg(test)]
 mod tests_distill;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -166,6 +166,7 @@ pub fn run(opts: TuiOptions, load: Loader) -> anyhow::Result<()> {
 
     let guard = TerminalGuard::enter()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let watch = spawn_terminal_watch(tx.clone(), stop.clone());
     let input = spawn_input(tx, stop.clone());
     let result = Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(anyhow::Error::from).and_then(|mut t| loop {
         match event_loop(&mut t, &mut app, &rx, &|r| worker.send(r), &export_dir) {
@@ -188,13 +189,29 @@ pub fn run(opts: TuiOptions, load: Loader) -> anyhow::Result<()> {
     stop.store(true, Ordering::SeqCst);
     drop(guard);
     signals_handle.close();
-    let _ = input.join();
+    // crossterm's poll never returns on a hung-up tty: wait briefly, then
+    // leave the input thread behind (it ends with the process).
+    for _ in 0..20 {
+        if input.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if input.is_finished() {
+        let _ = input.join();
+    }
+    let _ = watch.join();
     let _ = sig_thread.join();
     drop(worker);
     rt.shutdown_background();
-    let exit = result?;
+    // Drawing on a terminal that hung up fails: that is a hang-up, not an error.
+    let exit = match result {
+        Err(_) if terminal_gone() => LoopExit::Signal(SIGHUP),
+        other => other?,
+    };
     for w in &app.load_warnings {
-        eprintln!("warning: {w}");
+        // writeln!, not eprintln!: stderr may be a terminal that hung up.
+        let _ = writeln!(std::io::stderr(), "warning: {w}");
     }
     match exit {
         LoopExit::Signal(s) => Err(Interrupted(s).into()),
@@ -220,12 +237,45 @@ pub fn pick_theme(themes: &[Theme], warnings: &[String], name: Option<&str>) -> 
     })
 }
 
+/// Whether the terminal the explorer runs in has gone (its window closed, the
+/// tmux server killed, the ssh connection dropped). On a pseudo-terminal the
+/// kernel sends SIGHUP only to the session leader, so a process started by a
+/// shell that dies first gets no signal; a hung-up tty then reads as ready
+/// forever and the input thread would spin. After the hang-up `isatty` (a
+/// `tcgetattr`) fails on both standard streams, so that is checked instead.
+fn terminal_gone() -> bool {
+    !std::io::stdin().is_terminal() && !std::io::stdout().is_terminal()
+}
+
+/// Checks four times a second whether the terminal has gone and, if so,
+/// reports SIGHUP (the event loop may be idle and never notice otherwise).
+fn spawn_terminal_watch(tx: Sender<AppEvent>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("expnet-tty-watch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if terminal_gone() {
+                    let _ = tx.send(AppEvent::Signal(SIGHUP));
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+        .expect("spawn terminal watch thread")
+}
+
 /// Reads terminal events on its own thread so the loop can wait on one channel.
+/// A terminal that hangs up is reported as SIGHUP, so the explorer exits as
+/// if it had received one (an orphaned explorer used to spin at full CPU).
 fn spawn_input(tx: Sender<AppEvent>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("expnet-input".into())
         .spawn(move || {
             while !stop.load(Ordering::SeqCst) {
+                if terminal_gone() {
+                    let _ = tx.send(AppEvent::Signal(SIGHUP));
+                    return;
+                }
                 match crossterm::event::poll(Duration::from_millis(50)) {
                     Ok(false) => {}
                     Ok(true) => match crossterm::event::read() {
