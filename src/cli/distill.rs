@@ -91,7 +91,9 @@ pub struct DistillArgs {
     pub reference_samples: Option<usize>,
     #[arg(long, default_value_t = 40)]
     pub epochs: usize,
-    #[arg(long, value_enum, default_value_t = Features::All)]
+    /// Default `full`: best validation fidelity (docs/RESULTS.md); models
+    /// without post-norm attention blocks (ModernBERT) fall back to `all`.
+    #[arg(long, value_enum, default_value_t = Features::Full)]
     pub features: Features,
     #[arg(long, default_value = "mse-rank")]
     pub loss: String,
@@ -144,7 +146,18 @@ pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
     };
     let model = load_model(args.model.as_deref())?;
     anyhow::ensure!(model.is_classifier(), "{} is a bare encoder: the teachers need a classification head", model.name);
-    let (hidden_layers, lens_layers, decision) = match args.features {
+    let decomposable = model.encoder().attention_block(0).is_some();
+    let features = match args.features {
+        Features::Full if !decomposable => {
+            eprintln!("note: {} has no post-norm attention blocks, so no decision features: using --features all", model.name);
+            Features::All
+        }
+        Features::Decision if !decomposable => {
+            anyhow::bail!("{} has no post-norm attention blocks to read decision features from (hint: --features all)", model.name)
+        }
+        f => f,
+    };
+    let (hidden_layers, lens_layers, decision) = match features {
         Features::Attention => (0, 0, false),
         Features::Hidden => (2, 0, false),
         Features::Lens => (0, 3, false),
@@ -256,7 +269,7 @@ pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::
         "out": args.out.display().to_string(),
         "teacher": args.teacher.name(),
         "samples": args.samples,
-        "features": format!("{:?}", args.features).to_lowercase(),
+        "features": format!("{features:?}").to_lowercase(),
         "loss": loss.as_str(),
         "target": args.target,
         "context_heads": args.context,
