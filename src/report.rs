@@ -2,7 +2,7 @@
 //! written by the TUI's export, built from library results.
 
 use crate::explain::{Attribution, ExplainInput, Explanation, Progress};
-use crate::model::{Encoding, ForwardOutput, Model, Prediction, Token};
+use crate::model::{Encoding, ForwardOutput, Gradients, Model, Prediction, Token};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::time::Instant;
@@ -48,17 +48,23 @@ pub fn run_methods(
 }
 
 /// [`run_methods`] with per-method progress for the CLI: `report(i, f)` says
-/// method `i` is `f` done (0 when it starts, 1 when it ends).
+/// method `i` is `f` done (0 when it starts, 1 when it ends). `gradients`
+/// seeds the shared backward pass when it was computed for a whole batch
+/// (with this text's share of its time, added to the first method that reads it).
 pub fn run_methods_reporting(
     model: &Model,
     enc: &Encoding,
     forward: &ForwardOutput,
     target: Option<usize>,
     methods: &[std::sync::Arc<dyn Attribution>],
+    gradients: Option<(std::sync::Arc<Gradients>, std::time::Duration)>,
     report: &(dyn Fn(usize, f32) + Send + Sync),
 ) -> anyhow::Result<Vec<TimedExplanation>> {
     let target = resolve_target(forward, target)?;
     let input = ExplainInput::new(model, enc, forward, target);
+    if let Some((g, cost)) = gradients {
+        input.seed_gradients(g, cost);
+    }
     let mut out = Vec::with_capacity(methods.len());
     for (i, m) in methods.iter().enumerate() {
         report(i, 0.0);
@@ -71,7 +77,7 @@ pub fn run_methods_reporting(
 }
 
 /// The class to explain: the one asked for, else the predicted one.
-fn resolve_target(forward: &ForwardOutput, target: Option<usize>) -> anyhow::Result<usize> {
+pub fn resolve_target(forward: &ForwardOutput, target: Option<usize>) -> anyhow::Result<usize> {
     let target = target.or(forward.prediction.as_ref().map(|p| p.index)).unwrap_or(0);
     if let Some(p) = &forward.prediction {
         anyhow::ensure!(target < p.labels.len(), "--target {target} is out of range (the model has {} labels)", p.labels.len());

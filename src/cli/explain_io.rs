@@ -1,9 +1,8 @@
-//! Input and output edges of `expnet explain`: reading input lines (with
-//! file:line for bad bytes), the progress line on stderr, what a table shows
+//! Output edges of `expnet explain`: the progress line on stderr, what a table shows
 //! of a long or BPE-tokenised text, and a closed output pipe.
 
-use std::io::{IsTerminal, Read, Write};
-use std::sync::Mutex;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::model::Encoding;
@@ -11,46 +10,6 @@ use crate::model::Encoding;
 /// True when the error is a write to a closed pipe (`expnet explain … | head -1`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
-}
-
-/// Lines of `--input SPEC` (`-` = standard input). Invalid UTF-8 fails
-/// with the file and line (and column) of the first bad byte rather than
-/// rejecting the whole file without saying where.
-pub fn read_lines(spec: &str) -> anyhow::Result<Vec<String>> {
-    let (name, bytes) = if spec == "-" {
-        let mut b = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut b).map_err(|e| anyhow::anyhow!("cannot read standard input: {e}"))?;
-        ("<stdin>".to_string(), b)
-    } else {
-        let b = std::fs::read(spec).map_err(|e| anyhow::anyhow!("cannot read input file {spec}: {e} (hint: one text per line)"))?;
-        (spec.to_string(), b)
-    };
-    decode_lines(&name, &bytes)
-}
-
-/// Splits bytes into lines (LF or CRLF, a leading BOM dropped), decoding each as UTF-8.
-pub fn decode_lines(name: &str, bytes: &[u8]) -> anyhow::Result<Vec<String>> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut out = Vec::new();
-    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        match std::str::from_utf8(raw) {
-            Ok(s) => out.push(s.to_string()),
-            Err(e) => {
-                let at = e.valid_up_to();
-                let col = String::from_utf8_lossy(&raw[..at]).chars().count() + 1;
-                anyhow::bail!(
-                    "{name}:{}:{col}: not valid UTF-8 (byte 0x{:02x}) (hint: convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 {name})",
-                    i + 1,
-                    raw[at]
-                );
-            }
-        }
-    }
-    if bytes.ends_with(b"\n") {
-        out.pop();
-    }
-    Ok(out)
 }
 
 /// The part of the text the model saw, and how many characters were left
@@ -75,19 +34,26 @@ pub fn surface_texts(enc: &Encoding) -> Vec<String> {
 }
 
 struct State {
-    input: usize,
+    /// Input line of the text being explained (corpus runs).
+    line: Option<usize>,
+    /// Texts explained so far.
+    done: usize,
     drawn: bool,
     last: Option<Instant>,
 }
 
-/// Per-method progress of a run on stderr: a line redrawn in place when
-/// stderr is a terminal, otherwise (logs, CI) one line with an ETA per
-/// finished method, and only once the run has taken a few seconds, so
-/// quick runs stay silent.
+/// Progress of a run on stderr: a line redrawn in place when stderr is a
+/// terminal (for a corpus: the line reached, texts explained, rate, ETA when
+/// the file's line count is known), otherwise (logs, CI) one line per
+/// finished method at most every few seconds, and only once the run has
+/// taken that long, so quick runs stay silent.
 pub struct CliProgress {
     out: Mutex<Box<dyn Write + Send>>,
     tty: bool,
-    inputs: usize,
+    /// A corpus run (`--input`) rather than one text.
+    corpus: bool,
+    /// Lines in the whole input, once counted (a regular file).
+    total_lines: Option<Arc<OnceLock<usize>>>,
     methods: Vec<String>,
     start: Instant,
     /// Least time between two lines (redraws on a terminal).
@@ -96,57 +62,81 @@ pub struct CliProgress {
 }
 
 impl CliProgress {
-    pub fn new(inputs: usize, methods: &[&str]) -> Self {
+    pub fn new(corpus: bool, total_lines: Option<Arc<OnceLock<usize>>>, methods: &[&str]) -> Self {
         let tty = std::io::stderr().is_terminal();
-        let gap = if tty { Duration::from_millis(100) } else { Duration::from_secs(2) };
-        Self::with(Box::new(std::io::stderr()), tty, gap, inputs, methods)
+        let gap = match (tty, corpus) {
+            (true, _) => Duration::from_millis(100),
+            (false, false) => Duration::from_secs(2),
+            (false, true) => Duration::from_secs(10),
+        };
+        Self::with(Box::new(std::io::stderr()), tty, gap, corpus, total_lines, methods)
     }
 
-    pub fn with(out: Box<dyn Write + Send>, tty: bool, gap: Duration, inputs: usize, methods: &[&str]) -> Self {
+    pub fn with(
+        out: Box<dyn Write + Send>,
+        tty: bool,
+        gap: Duration,
+        corpus: bool,
+        total_lines: Option<Arc<OnceLock<usize>>>,
+        methods: &[&str],
+    ) -> Self {
         Self {
             out: Mutex::new(out),
             tty,
-            inputs,
+            corpus,
+            total_lines,
             methods: methods.iter().map(|s| s.to_string()).collect(),
             start: Instant::now(),
             gap,
-            state: Mutex::new(State { input: 0, drawn: false, last: None }),
+            state: Mutex::new(State { line: None, done: 0, drawn: false, last: None }),
         }
     }
 
-    pub fn start_input(&self, input: usize) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).input = input;
+    /// The text on input line `line` (corpus runs) starts; `done` texts are finished.
+    pub fn start_input(&self, line: Option<usize>, done: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.line = line;
+        st.done = done;
     }
 
     /// Method `m` (index into the method list) is `fraction` done.
     pub fn report(&self, m: usize, fraction: f32) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let elapsed = now - self.start;
+        let elapsed = (now - self.start).as_secs_f64();
         let finished = fraction >= 1.0;
         let due = st.last.is_none_or(|t| now - t >= self.gap);
-        let show = if self.tty { due } else { finished && due && elapsed >= self.gap };
+        let show = if self.tty { due } else { finished && due && elapsed >= self.gap.as_secs_f64() };
         if !show {
             return;
         }
         st.last = Some(now);
         let n = self.methods.len().max(1);
-        let done = (st.input as f64 + (m as f64 + fraction as f64) / n as f64) / self.inputs.max(1) as f64;
-        let eta = if done > 0.0 && elapsed.as_secs_f64() > 0.5 {
-            format!("ETA ~{}", secs(elapsed.as_secs_f64() * (1.0 - done) / done))
+        let within = (m as f64 + fraction as f64) / n as f64;
+        let total = self.total_lines.as_ref().and_then(|t| t.get().copied());
+        let mut parts = Vec::new();
+        let done = if self.corpus {
+            let line = st.line.unwrap_or(0);
+            parts.push(match total {
+                Some(t) => format!("line {line}/{t}"),
+                None => format!("line {line}"),
+            });
+            let rate = if st.done > 0 && elapsed > 0.0 { format!(" · {:.1}/s", st.done as f64 / elapsed) } else { String::new() };
+            parts.push(format!("{} explained{rate}", st.done));
+            total.map(|t| ((line.max(1) - 1) as f64 + within) / t.max(1) as f64)
         } else {
-            "ETA …".to_string()
+            Some(within)
         };
         let name = self.methods.get(m).map_or("?", String::as_str);
         let what = if finished { "done".to_string() } else { format!("{:>3.0}%", fraction * 100.0) };
-        let line = format!(
-            "expnet: input {}/{} · method {}/{} {name} {what} · {} elapsed · {eta}",
-            st.input + 1,
-            self.inputs,
-            m + 1,
-            n,
-            secs(elapsed.as_secs_f64())
-        );
+        parts.push(format!("method {}/{n} {name} {what}", m + 1));
+        parts.push(format!("{} elapsed", secs(elapsed)));
+        match done {
+            Some(d) if d > 0.0 && elapsed > 0.5 => parts.push(format!("ETA ~{}", secs(elapsed * (1.0 - d).max(0.0) / d))),
+            Some(_) => parts.push("ETA …".to_string()),
+            None => {}
+        }
+        let line = format!("expnet: {}", parts.join(" · "));
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let _ = if self.tty { write!(out, "\r\x1b[2K{line}") } else { writeln!(out, "{line}") };
         let _ = out.flush();
@@ -162,6 +152,19 @@ impl CliProgress {
             let _ = out.flush();
             st.drawn = false;
         }
+    }
+
+    /// A closing line for a corpus run that showed progress (a terminal, or
+    /// a log once the run took longer than the gap): texts, time, rate.
+    pub fn finish(&self, done: usize) {
+        self.clear();
+        let elapsed = self.start.elapsed().as_secs_f64();
+        if !self.corpus || !(self.tty || elapsed >= self.gap.as_secs_f64()) {
+            return;
+        }
+        let rate = if elapsed > 0.0 { done as f64 / elapsed } else { 0.0 };
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "expnet: {done} texts explained in {} ({rate:.1}/s)", secs(elapsed));
     }
 }
 
@@ -193,31 +196,39 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_names_file_line_and_column() {
-        let e = decode_lines("in.txt", b"good line\r\nfine\nca\xffff\n").unwrap_err().to_string();
-        assert!(e.starts_with("in.txt:3:3: not valid UTF-8 (byte 0xff)"), "{e}");
-        assert!(e.contains("hint"));
-        assert_eq!(decode_lines("x", b"\xEF\xBB\xBFa\r\nb\n").unwrap(), ["a", "b"], "BOM and CRLF dropped");
-        assert_eq!(decode_lines("x", b"a\n\nb").unwrap(), ["a", "", "b"]);
-    }
-
-    #[test]
     fn progress_on_a_terminal_redraws_one_line_and_clears_it() {
         let out = Shared::default();
-        let p = CliProgress::with(Box::new(out.clone()), true, Duration::ZERO, 2, &["attention", "lime"]);
-        p.start_input(1);
+        let p = CliProgress::with(Box::new(out.clone()), true, Duration::ZERO, false, None, &["attention", "lime"]);
         p.report(1, 0.5);
         let t = out.text();
-        assert!(t.starts_with("\r\x1b[2K") && t.contains("input 2/2 · method 2/2 lime  50%"), "{t:?}");
-        assert!(!t.contains('\n'), "redrawn in place");
+        assert!(t.starts_with("\r\x1b[2K") && t.contains("method 2/2 lime  50%") && t.contains("ETA"), "{t:?}");
+        assert!(!t.contains("line") && !t.contains('\n'), "one text: no line numbers; redrawn in place");
         p.clear();
         assert!(out.text().ends_with("\r\x1b[2K"));
     }
 
     #[test]
+    fn corpus_progress_shows_line_count_rate_and_eta() {
+        let out = Shared::default();
+        let total = Arc::new(OnceLock::new());
+        let p = CliProgress::with(Box::new(out.clone()), true, Duration::ZERO, true, Some(total.clone()), &["attention"]);
+        p.start_input(Some(3), 2);
+        p.report(0, 0.0);
+        let t = out.text();
+        assert!(t.contains("line 3 ·") && t.contains("2 explained") && !t.contains("ETA"), "no total yet, no ETA: {t:?}");
+        total.set(40).unwrap();
+        p.report(0, 1.0);
+        let t = out.text();
+        assert!(t.contains("line 3/40") && t.contains("ETA"), "{t:?}");
+        p.finish(3);
+        let t = out.text();
+        assert!(t.ends_with("/s)\n") && t.contains("\r\x1b[2Kexpnet: 3 texts explained in "), "cleared, then a summary: {t:?}");
+    }
+
+    #[test]
     fn progress_in_a_log_is_one_line_per_finished_method_with_an_eta() {
         let out = Shared::default();
-        let p = CliProgress::with(Box::new(out.clone()), false, Duration::ZERO, 1, &["occlusion", "lime"]);
+        let p = CliProgress::with(Box::new(out.clone()), false, Duration::ZERO, false, None, &["occlusion", "lime"]);
         p.report(0, 0.5);
         assert_eq!(out.text(), "", "no line for partial progress in a log");
         p.report(0, 1.0);

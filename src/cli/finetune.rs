@@ -16,7 +16,8 @@ pub struct FinetuneArgs {
     /// Base encoder folder (e.g. all-MiniLM-L6-v2 from ../shared/scripts/fetch-base-model.sh).
     #[arg(long)]
     pub base: Option<String>,
-    /// Training data, DATASET:PATH (sst, sst-phrases, hatexplain, esnli, cola, movies).
+    /// Training data, DATASET:PATH[#SPLIT] (sst, sst-phrases, hatexplain, esnli, cola, movies);
+    /// `#dev` trains on the dev split (e-SNLI, which has no train split here).
     #[arg(long)]
     pub data: String,
     /// Output folder (a Hugging Face folder).
@@ -65,8 +66,9 @@ fn load_split(spec: &str, split: Split) -> anyhow::Result<(Vec<String>, Vec<Labe
 pub fn run(args: &FinetuneArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<crate::model::Model>) -> anyhow::Result<()> {
     if args.eval_only {
         let model = load_model(args.model.as_deref())?;
+        let data = args.data.rsplit_once('#').map_or(args.data.as_str(), |(d, _)| d);
         for split in [Split::Dev, Split::Test] {
-            match load_split(&args.data, split) {
+            match load_split(data, split) {
                 Ok((_, ex)) => {
                     let acc = accuracy(&model, &ex, 64)?;
                     println!("{split} accuracy of {}: {:.4} ({} examples)", model.name, acc, ex.len());
@@ -78,10 +80,24 @@ pub fn run(args: &FinetuneArgs, load_model: impl FnOnce(Option<&str>) -> anyhow:
     }
     let base = args.base.as_deref().context("--base is required (hint: a BERT-family encoder folder, e.g. from ../shared/scripts/fetch-base-model.sh)")?;
     let out = args.out.clone().context("--out is required (the folder the fine-tuned model is written to)")?;
-    let (labels, mut train) = load_split(&args.data, Split::Train)?;
-    let (_, dev) = load_split(&args.data, Split::Dev).unwrap_or_default();
+    // `DATASET:PATH#SPLIT` trains on another split (e-SNLI has no train
+    // split: its dev set trains, its test set tests); the dev split then
+    // cannot also select epochs, so a seeded tenth of the training split does.
+    let (data, train_split) = match args.data.rsplit_once('#') {
+        Some((d, s)) => (d, s.parse::<Split>()?),
+        None => (args.data.as_str(), Split::Train),
+    };
+    let (labels, mut train) = load_split(data, train_split)?;
+    use rand::{SeedableRng, seq::SliceRandom};
+    let dev = if train_split == Split::Dev {
+        train.shuffle(&mut rand::rngs::StdRng::seed_from_u64(args.seed ^ 0x5eed));
+        let held = (train.len() / 10).max(1);
+        eprintln!("finetune: training on the dev split; {held} of its examples are held out to pick the epoch");
+        train.split_off(train.len() - held)
+    } else {
+        load_split(data, Split::Dev).unwrap_or_default().1
+    };
     if let Some(n) = args.limit {
-        use rand::{SeedableRng, seq::SliceRandom};
         train.shuffle(&mut rand::rngs::StdRng::seed_from_u64(args.seed));
         train.truncate(n);
     }

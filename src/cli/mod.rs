@@ -5,6 +5,7 @@ pub mod distill;
 pub mod eval;
 pub mod explain;
 pub mod explain_io;
+pub mod explain_stream;
 pub mod finetune;
 pub mod inspect;
 pub mod methods;

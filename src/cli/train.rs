@@ -3,7 +3,7 @@
 
 use crate::data::align::{example_piece_map, word_to_piece_labels};
 use crate::data::{self, Split};
-use crate::expnet::features::derive;
+use crate::expnet::features::derive_shaped;
 use crate::expnet::{ExampleFeatures, FeatureSpec, HeadPooling, Normalization, TrainConfig, TrainingSet, train};
 use crate::model::Model;
 use anyhow::Context;
@@ -17,11 +17,13 @@ pub struct TrainArgs {
     /// Classifier whose attentions ExpNet learns from (default: the embedded one).
     #[arg(long)]
     pub model: Option<String>,
-    /// Training data, comma-separated DATASET:PATH[#SPLIT] (default split train;
+    /// Training data, comma-separated DATASET:PATH[#SPLIT][@MODEL] (default split train;
     /// e.g. hatexplain:../shared/data/hatexplain#dev, whose train split has no rationales).
+    /// `@MODEL` reads that source's features from its own classifier (a folder
+    /// or hub id; default --model), so one shape-free (`--depth-bins`) run mixes tasks and models.
     #[arg(long)]
     pub data: String,
-    /// Validation data DATASET:PATH[#SPLIT] (default: 10% of the training examples).
+    /// Validation data DATASET:PATH[#SPLIT][@MODEL] (default: 10% of the training examples).
     #[arg(long)]
     pub val: Option<String>,
     /// Output file (safetensors).
@@ -50,6 +52,11 @@ pub struct TrainArgs {
     /// special_flag, L0…L{n-1}); reuses the full feature cache.
     #[arg(long)]
     pub drop: Option<String>,
+    /// Shape-free features for a `transfer` ExpNet that applies to any encoder:
+    /// layers mapped to N relative-depth bins, heads pooled by mean/max/std
+    /// (implies --pooling stats). 0 = per-layer features for this model only.
+    #[arg(long, default_value_t = 0)]
+    pub depth_bins: usize,
     /// Feature cache folder.
     #[arg(long, default_value = ".expnet-cache")]
     pub cache: PathBuf,
@@ -110,14 +117,17 @@ pub fn apply_drop(spec: &mut FeatureSpec, drop: &str) -> anyhow::Result<()> {
 /// per (model, data, split) and then derived for `spec`, so pooling,
 /// normalisation and ablation variants never re-run the encoder.
 pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
-    let raw_spec = FeatureSpec::new(spec.layers, spec.heads);
+    // Raw rows always come from this model's own shape (a shape-free spec
+    // may have been built for another one).
+    let (layers, heads) = (model.num_layers(), model.num_heads());
+    let raw_spec = FeatureSpec::new(layers, heads);
     let set = raw_features_for(model, spec_str, &raw_spec, cache)?;
     if *spec == raw_spec {
         return Ok(set);
     }
     let mut derived = TrainingSet::new(spec.clone(), &set.model_id, &set.data_spec);
     for mut ex in set.examples {
-        ex.features = derive(spec, &ex.features, &ex.special)?;
+        ex.features = derive_shaped(spec, &ex.features, &ex.special, layers, heads)?;
         derived.push(ex)?;
     }
     Ok(derived)
@@ -160,18 +170,27 @@ fn raw_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
 pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let model = load_model(args.model.as_deref())?;
     let mut spec = feature_spec(model.num_layers(), model.num_heads(), &args.pooling, &args.normalization)?;
+    if args.depth_bins > 0 {
+        // Groups may still be dropped; layers may not (validate says so).
+        spec = FeatureSpec::shape_free(model.num_layers(), model.num_heads(), args.depth_bins, spec.normalization);
+    }
     if let Some(drop) = &args.drop {
         apply_drop(&mut spec, drop)?;
     }
+    let mut others = SourceModels::default();
     let mut train_set = TrainingSet::new(spec.clone(), &model.name, &args.data);
     for part in args.data.split(',') {
-        let set = features_for(&model, part.trim(), &spec, &args.cache)?;
+        let (data, source_model) = others.resolve(part.trim(), &model, &spec)?;
+        let set = features_for(source_model, data, &spec, &args.cache)?;
         for ex in set.examples {
             train_set.push(ex)?;
         }
     }
     let (train_set, val_set) = match &args.val {
-        Some(v) => (train_set, features_for(&model, v, &spec, &args.cache)?),
+        Some(v) => {
+            let (data, source_model) = others.resolve(v.trim(), &model, &spec)?;
+            (train_set, features_for(source_model, data, &spec, &args.cache)?)
+        }
         None => train_set.split(0.1, args.seed)?,
     };
     let hidden = args
@@ -197,12 +216,51 @@ pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         );
     };
     let mut net = train(&train_set, Some(&val_set), &cfg, &mut on_epoch)?;
-    net.info.model_id = Some(model.name.clone());
+    let mut names = vec![model.name.clone()];
+    names.extend(others.models.iter().map(|(n, _)| n.clone()));
+    net.info.model_id = Some(names.join(" + "));
     net.info.hidden_size = Some(model.config().hidden_size);
     net.info.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
     net.info.model_fingerprint = Some(model.fingerprint().to_owned());
-    net.info.kind = Some(crate::expnet::ExplainerKind::Rationales);
+    // A shape-free ExpNet is meant for models it was not trained on.
+    net.info.kind = Some(if spec.is_shape_free() {
+        crate::expnet::ExplainerKind::Transfer
+    } else {
+        crate::expnet::ExplainerKind::Rationales
+    });
     net.save(&args.out)?;
     eprintln!("saved {}", args.out.display());
     Ok(())
+}
+
+/// The classifiers named by `@MODEL` in training sources, each loaded once.
+#[derive(Default)]
+struct SourceModels {
+    models: Vec<(String, Model)>,
+}
+
+impl SourceModels {
+    /// Splits `DATASET:PATH[#SPLIT][@MODEL]` and returns the data part with
+    /// the model whose features it is read from (`default` without `@`).
+    fn resolve<'a>(&'a mut self, part: &'a str, default: &'a Model, spec: &FeatureSpec) -> anyhow::Result<(&'a str, &'a Model)> {
+        let Some((data, name)) = part.rsplit_once('@') else { return Ok((part, default)) };
+        anyhow::ensure!(!name.trim().is_empty(), "{part}: nothing after '@' (hint: DATASET:PATH@MODEL_FOLDER)");
+        if name == default.name {
+            return Ok((data, default));
+        }
+        if !self.models.iter().any(|(n, _)| n == name) {
+            let m = Model::load(name).with_context(|| format!("cannot load the model of training source {part}"))?;
+            anyhow::ensure!(
+                spec.is_shape_free() || (m.num_layers() == spec.layers && m.num_heads() == spec.heads),
+                "{name} has {}x{} layers x heads, the features are for {}x{} (hint: --depth-bins N makes them shape-free)",
+                m.num_layers(),
+                m.num_heads(),
+                spec.layers,
+                spec.heads
+            );
+            self.models.push((name.to_owned(), m));
+        }
+        let m = &self.models.iter().find(|(n, _)| n == name).expect("just loaded").1;
+        Ok((data, m))
+    }
 }

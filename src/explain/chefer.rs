@@ -37,6 +37,9 @@ impl Attribution for Chefer {
     fn family(&self) -> Family {
         Family::AttentionGradient
     }
+    fn reads_shared_gradients(&self) -> bool {
+        true
+    }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
         let g = input.gradients()?;

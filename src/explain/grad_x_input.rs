@@ -14,6 +14,9 @@ impl Attribution for GradXInput {
     fn family(&self) -> Family {
         Family::Gradient
     }
+    fn reads_shared_gradients(&self) -> bool {
+        true
+    }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
         let g = input.gradients()?;

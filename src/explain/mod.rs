@@ -112,6 +112,12 @@ pub trait Attribution: Send + Sync {
     fn is_slow(&self) -> bool {
         false
     }
+    /// Whether the method reads only the one shared backward pass
+    /// ([`ExplainInput::gradients`]); a corpus run then computes it for a
+    /// whole batch of texts at once and seeds each input with its part.
+    fn reads_shared_gradients(&self) -> bool {
+        false
+    }
     /// Whether the method needs a classification head (gradients, perturbation).
     fn needs_classifier(&self) -> bool {
         true

@@ -73,6 +73,17 @@ pub struct FeatureSpec {
     /// ExpNets); off in rationale ExpNets and in older files.
     #[serde(default, skip_serializing_if = "ForwardSignals::is_off")]
     pub signals: ForwardSignals,
+    /// Shape-free features (transfer ExpNets): when > 0, layers are mapped
+    /// to this many relative-depth bins and heads pooled by statistics, so
+    /// the columns are the same for any depth and head count and one file
+    /// applies to every encoder. `layers`/`heads` then only record the
+    /// training model's shape. 0 (the default, and older files) = per layer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth_bins: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 /// Per-token columns read off the forward pass's hidden states and the
@@ -159,7 +170,21 @@ impl FeatureSpec {
             normalization: Normalization::Global,
             dropped_layers: Vec::new(),
             signals: ForwardSignals::default(),
+            depth_bins: 0,
         }
+    }
+
+    /// A shape-free spec (see [`FeatureSpec::depth_bins`]): the four
+    /// attention groups as mean/max/std over heads in `bins` depth bins,
+    /// plus relative position and the special flag — `12·bins + 2` columns
+    /// whatever the encoder.
+    pub fn shape_free(layers: usize, heads: usize, bins: usize, normalization: Normalization) -> Self {
+        Self { head_pooling: HeadPooling::Stats, normalization, depth_bins: bins, ..Self::new(layers, heads) }
+    }
+
+    /// Whether one file applies to encoders of any depth and head count.
+    pub fn is_shape_free(&self) -> bool {
+        self.depth_bins > 0
     }
 
     /// Layers whose attention enters the features, in order.
@@ -173,6 +198,9 @@ impl FeatureSpec {
 
     /// Columns one attention group contributes.
     fn group_width(&self) -> usize {
+        if self.is_shape_free() {
+            return 3 * self.depth_bins;
+        }
         let layers = self.used_layers().len();
         match self.head_pooling {
             HeadPooling::PerHead | HeadPooling::Sorted => layers * self.heads,
@@ -195,6 +223,12 @@ impl FeatureSpec {
         let mut names = Vec::with_capacity(self.dim());
         for (g, on) in GROUPS.iter().zip(self.groups()) {
             if !on {
+                continue;
+            }
+            if self.is_shape_free() {
+                for b in 0..self.depth_bins {
+                    ["mean", "max", "std"].iter().for_each(|s| names.push(format!("{g}.depth{b}of{}.{s}", self.depth_bins)));
+                }
                 continue;
             }
             for l in self.used_layers() {
@@ -230,6 +264,10 @@ impl FeatureSpec {
 
     /// Fails with a clear message when attentions of `layers × heads` cannot feed this spec.
     pub fn check_shape(&self, layers: usize, heads: usize) -> anyhow::Result<()> {
+        if self.is_shape_free() {
+            anyhow::ensure!(layers > 0 && heads > 0, "the attentions are empty ({layers} layers x {heads} heads)");
+            return Ok(());
+        }
         anyhow::ensure!(
             layers == self.layers && heads == self.heads,
             "ExpNet features were defined for a {}-layer x {}-head encoder, but the attentions have \
@@ -256,6 +294,12 @@ impl FeatureSpec {
             self.layers
         );
         anyhow::ensure!(sig.hidden_layers == 0 || sig.hidden_size > 0, "feature spec reads hidden states of width 0");
+        if self.is_shape_free() {
+            anyhow::ensure!(
+                self.head_pooling == HeadPooling::Stats && self.dropped_layers.is_empty() && sig.is_off(),
+                "a shape-free feature spec pools heads by statistics and reads attention only (hint: --drop may name groups, not layers, with --depth-bins)"
+            );
+        }
         Ok(())
     }
 }
@@ -269,7 +313,7 @@ impl FeatureSpec {
 pub fn extract(spec: &FeatureSpec, attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<Vec<f32>>> {
     spec.check_shape(attn.layers, attn.heads)?;
     let raw = extract_raw(attn, special)?;
-    derive(spec, &raw, special)
+    derive_shaped(spec, &raw, special, attn.layers, attn.heads)
 }
 
 /// The raw rows every spec is derived from: all four groups per (layer,
@@ -315,7 +359,24 @@ pub fn extract_raw(attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<Ve
 /// `spec`'s rows from raw rows of [`extract_raw`] (pooling, layer and group
 /// selection, per-sentence normalisation, extra columns).
 pub fn derive(spec: &FeatureSpec, raw: &[Vec<f32>], special: &[bool]) -> anyhow::Result<Vec<Vec<f32>>> {
-    let (layers, heads) = (spec.layers, spec.heads);
+    derive_shaped(spec, raw, special, spec.layers, spec.heads)
+}
+
+/// [`derive`] for raw rows of a `layers × heads` encoder, which may differ
+/// from the spec's own shape when the spec is shape-free.
+pub fn derive_shaped(
+    spec: &FeatureSpec,
+    raw: &[Vec<f32>],
+    special: &[bool],
+    layers: usize,
+    heads: usize,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    anyhow::ensure!(
+        spec.is_shape_free() || (layers == spec.layers && heads == spec.heads),
+        "raw features of a {layers}x{heads} encoder cannot feed a spec for {}x{}",
+        spec.layers,
+        spec.heads
+    );
     let lh = layers * heads;
     anyhow::ensure!(special.len() == raw.len(), "{} special flags for {} feature rows", special.len(), raw.len());
     if let Some(r) = raw.iter().find(|r| r.len() != 4 * lh + 2) {
@@ -328,6 +389,10 @@ pub fn derive(spec: &FeatureSpec, raw: &[Vec<f32>], special: &[bool]) -> anyhow:
             continue;
         }
         for (row, r) in rows.iter_mut().zip(raw) {
+            if spec.is_shape_free() {
+                depth_binned_stats(&r[g * lh..(g + 1) * lh], layers, heads, spec.depth_bins, row);
+                continue;
+            }
             for &l in &used {
                 let at = g * lh + l * heads;
                 pool_heads(spec.head_pooling, &r[at..at + heads], row);
@@ -405,6 +470,43 @@ fn lens_columns(logits: &[f32], target: usize) -> (f32, f32) {
     let other = logits.iter().enumerate().filter(|(c, _)| *c != target).map(|(_, v)| *v).fold(f32::NEG_INFINITY, f32::max);
     let margin = if other.is_finite() { t - other } else { 0.0 };
     (t - lse, margin)
+}
+
+/// The layers of a `layers`-deep encoder that fall into each of `bins`
+/// relative-depth bins: layer `l` sits at depth `(l + ½) / layers`; a bin
+/// no layer centre falls in (more bins than layers) takes the nearest layer.
+pub fn depth_bin_layers(layers: usize, bins: usize) -> Vec<Vec<usize>> {
+    (0..bins)
+        .map(|b| {
+            let inside: Vec<usize> = (0..layers)
+                .filter(|&l| {
+                    let depth = (l as f64 + 0.5) / layers as f64;
+                    (depth * bins as f64).floor() as usize == b
+                })
+                .collect();
+            if inside.is_empty() {
+                let centre = (b as f64 + 0.5) / bins as f64;
+                vec![((centre * layers as f64).floor() as usize).min(layers - 1)]
+            } else {
+                inside
+            }
+        })
+        .collect()
+}
+
+/// Appends, per depth bin, the mean over the bin's layers of each layer's
+/// head statistics (mean, max, std) for one group's `layers × heads` values.
+fn depth_binned_stats(vals: &[f32], layers: usize, heads: usize, bins: usize, out: &mut Vec<f32>) {
+    let mut per_layer = Vec::with_capacity(3 * layers);
+    for l in 0..layers {
+        pool_heads(HeadPooling::Stats, &vals[l * heads..(l + 1) * heads], &mut per_layer);
+    }
+    for members in depth_bin_layers(layers, bins) {
+        let k = members.len() as f32;
+        for s in 0..3 {
+            out.push(members.iter().map(|&l| per_layer[3 * l + s]).sum::<f32>() / k);
+        }
+    }
 }
 
 /// Appends one layer's head values to `out` in the requested pooling.
@@ -652,5 +754,50 @@ mod tests {
             vec![vec![0.5 - d, 0.3 + d, 0.2], vec![0.1, 0.6 - d, 0.3 + d], vec![0.4, 0.4, 0.2]],
             vec![vec![0.2, 0.2 + d, 0.6 - d], vec![0.7, 0.1, 0.2], vec![0.3 + d, 0.3 - d, 0.4]],
         ]
+    }
+
+    /// Depth bins: every bin has layers, no layer sits in two bins, and with
+    /// at least as many layers as bins every layer is used.
+    #[test]
+    fn depth_bins_partition_the_layers() {
+        for layers in 1..=24 {
+            for bins in 1..=8 {
+                let groups = depth_bin_layers(layers, bins);
+                assert_eq!(groups.len(), bins);
+                assert!(groups.iter().all(|g| !g.is_empty() && g.iter().all(|&l| l < layers)));
+                if layers >= bins {
+                    let mut all: Vec<usize> = groups.concat();
+                    all.sort();
+                    assert_eq!(all, (0..layers).collect::<Vec<_>>(), "{layers} layers, {bins} bins");
+                    // Bins follow depth: the first holds layer 0, the last the top layer.
+                    assert_eq!((groups[0][0], *groups[bins - 1].last().unwrap()), (0, layers - 1));
+                }
+            }
+        }
+        assert_eq!(depth_bin_layers(6, 3), vec![vec![0, 1], vec![2, 3], vec![4, 5]]);
+    }
+
+    /// Shape-free rows: same width for 1×2 and 3×4 encoders, and a layer's
+    /// head statistics land in its bin.
+    #[test]
+    fn shape_free_rows_do_not_depend_on_the_shape() {
+        let spec = FeatureSpec::shape_free(1, 2, 2, Normalization::Global);
+        let a = extract(&spec, &tiny(), &[true, false, true]).unwrap();
+        // 3 layers x 4 heads, uniform attention over 3 tokens.
+        let u = vec![vec![vec![vec![1.0f32 / 3.0; 3]; 3]; 4]; 3];
+        let b = extract(&spec, &Attentions::from_nested(&u).unwrap(), &[true, false, true]).unwrap();
+        assert_eq!(a[0].len(), spec.dim());
+        assert_eq!(b[0].len(), spec.dim());
+        assert_eq!(spec.dim(), 4 * 3 * 2 + 2);
+        // Uniform attention: mean 1/3, max 1/3, std 0 in every bin of every group.
+        for row in &b {
+            for g in 0..4 {
+                for bin in 0..2 {
+                    let at = g * 6 + bin * 3;
+                    assert!((row[at] - 1.0 / 3.0).abs() < 1e-6 && (row[at + 1] - 1.0 / 3.0).abs() < 1e-6 && row[at + 2].abs() < 1e-6);
+                }
+            }
+        }
+        assert_eq!(spec.feature_names().len(), spec.dim());
     }
 }

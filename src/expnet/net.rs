@@ -278,6 +278,9 @@ impl ExpNet {
     /// Fails with a clear error if this ExpNet cannot read attentions of a
     /// `layers × heads` encoder (it was trained on another architecture).
     pub fn check_compatible(&self, layers: usize, heads: usize) -> anyhow::Result<()> {
+        if self.spec.is_shape_free() {
+            return self.spec.check_shape(layers, heads);
+        }
         let name = self.info.model_id.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
         anyhow::ensure!(
             layers == self.spec.layers && heads == self.spec.heads,

@@ -5,6 +5,7 @@
 //! results, or runs it in differentiable mode for gradient methods.
 
 mod albert;
+mod batch;
 pub mod config;
 mod deberta_v2;
 mod electra;

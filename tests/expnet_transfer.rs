@@ -1,0 +1,132 @@
+//! Shape-free (transfer) ExpNets: one file for encoders of any depth and
+//! head count, trained on several tasks, each read through its own model.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use expnet::expnet::{ExpNet, FeatureSpec, NetConfig, Normalization, extract};
+use expnet::model::Model;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A HateXplain-format folder with made-up posts and rationales (project-made,
+/// not data excerpts): `raw/validation.jsonl` is the `#dev` split.
+fn tiny_rationale_set(dir: &Path) {
+    let words = ["the", "movie", "was", "great", "and", "bad", "people", "are", "nice", "awful", "fun", "a", "day"];
+    let mut lines = String::new();
+    for i in 0..24usize {
+        let n = 4 + i % 5;
+        let tokens: Vec<&str> = (0..n).map(|k| words[(i * 7 + k * 3) % words.len()]).collect();
+        let marked: Vec<u8> = tokens.iter().map(|t| ["great", "bad", "awful", "nice"].contains(t) as u8).collect();
+        let label = i % 3;
+        lines.push_str(&serde_json::json!({
+            "id": format!("post{i}"),
+            "annotators": {"label": [label, label, label]},
+            "rationales": [marked, marked],
+            "post_tokens": tokens,
+        }).to_string());
+        lines.push('\n');
+    }
+    std::fs::create_dir_all(dir.join("raw")).unwrap();
+    std::fs::write(dir.join("raw/validation.jsonl"), lines).unwrap();
+}
+
+#[test]
+fn shape_free_features_have_one_width_for_every_encoder_and_score_each() {
+    let spec = FeatureSpec::shape_free(2, 4, 4, Normalization::PerSentenceRank);
+    spec.validate().unwrap();
+    let net = ExpNet::untrained(spec.clone(), NetConfig::default(), 3).unwrap();
+    for name in ["tiny-bert", "tiny-distilbert", "tiny-roberta", "tiny-albert", "tiny-electra"] {
+        let model = Model::load(fixture(name).to_str().unwrap()).unwrap();
+        let enc = model.encode("a great movie, not a bad one").unwrap();
+        let fwd = model.forward(&enc).unwrap();
+        let rows = extract(&spec, &fwd.attentions, &enc.special_mask()).unwrap();
+        assert!(rows.iter().all(|r| r.len() == spec.dim()), "{name}: width differs from {}", spec.dim());
+        net.check_applicable(&model).unwrap();
+        let scores = net.score(&fwd.attentions, &enc.special_mask()).unwrap();
+        assert_eq!(scores.len(), enc.len(), "{name}");
+        assert!(scores.iter().all(|s| s.is_finite()), "{name}: {scores:?}");
+    }
+}
+
+#[test]
+fn mixed_source_training_reads_each_source_through_its_own_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("rationales");
+    tiny_rationale_set(&data);
+    let (bert, distil) = (fixture("tiny-bert"), fixture("tiny-distilbert"));
+    let spec = FeatureSpec::shape_free(2, 4, 3, Normalization::PerSentenceRank);
+    let cache = dir.path().join("cache");
+    let source = format!("hatexplain:{}#dev", data.display());
+    let models = [Model::load(bert.to_str().unwrap()).unwrap(), Model::load(distil.to_str().unwrap()).unwrap()];
+    let sets: Vec<_> =
+        models.iter().map(|m| expnet::cli::train::features_for(m, &source, &spec, &cache).unwrap()).collect();
+    // Same texts, different models: each set equals extraction through its own model.
+    for (m, set) in models.iter().zip(&sets) {
+        let ex = &set.examples[0];
+        let ds = expnet::data::load(&format!("hatexplain:{}", data.display()), expnet::data::Split::Dev).unwrap();
+        let first = ds.examples.iter().find(|e| e.id == ex.id).unwrap();
+        let enc = m.encode(&first.text()).unwrap();
+        let direct = extract(&spec, &m.forward(&enc).unwrap().attentions, &enc.special_mask()).unwrap();
+        assert_eq!(ex.features, direct, "{}", m.name);
+    }
+    assert_ne!(sets[0].examples[0].features, sets[1].examples[0].features, "both sources read the same model");
+
+    // The CLI mixes both in one run and writes a transfer ExpNet that both models accept.
+    let out = dir.path().join("transfer.safetensors");
+    let run = Command::new(env!("CARGO_BIN_EXE_expnet"))
+        .args(["train", "--model", bert.to_str().unwrap(), "--depth-bins", "3", "--normalization", "rank", "--epochs", "3"])
+        .arg("--data")
+        .arg(format!("{source},{source}@{}", distil.display()))
+        .arg("--out")
+        .arg(&out)
+        .arg("--cache")
+        .arg(&cache)
+        .env("EXPNET_CACHE", dir.path().join("explainers"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let net = ExpNet::load(&out).unwrap();
+    assert!(net.spec().is_shape_free());
+    assert_eq!(net.info.kind.map(|k| k.as_str()), Some("transfer"));
+    assert!(net.info.model_id.as_deref().unwrap().contains("tiny-distilbert"), "{:?}", net.info.model_id);
+    let explain = Command::new(env!("CARGO_BIN_EXE_expnet"))
+        .args(["explain", "--model", distil.to_str().unwrap(), "--methods", "expnet", "--expnet", out.to_str().unwrap(), "a nice day"])
+        .env("EXPNET_CACHE", dir.path().join("explainers"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    assert!(stdout.contains("\"kind\":\"transfer\"") && stdout.contains("expnet (transfer)"), "{stdout}");
+}
+
+#[test]
+fn a_source_model_of_another_shape_needs_shape_free_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("rationales");
+    tiny_rationale_set(&data);
+    // tiny-albert has 3 layers, tiny-bert 2: per-layer features cannot mix them.
+    let source = format!("hatexplain:{}#dev@{}", data.display(), fixture("tiny-albert").display());
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_expnet"))
+            .args(["train", "--model", fixture("tiny-bert").to_str().unwrap(), "--epochs", "1"])
+            .args(extra)
+            .arg("--data")
+            .arg(&source)
+            .arg("--out")
+            .arg(dir.path().join("x.safetensors"))
+            .arg("--cache")
+            .arg(dir.path().join("cache"))
+            .env("EXPNET_CACHE", dir.path().join("explainers"))
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("--depth-bins"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let accepted = run(&["--depth-bins", "2"]);
+    assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
+}
