@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Distilled ExpNet experiments of docs/RESULTS.md ("Distilled ExpNet"): the
-# embedded SST-2 classifier, occlusion teacher, 800 SST-2 train sentences
-# (680 train / 120 validation, seeded split), 300 SST-2 test sentences held out.
-# Usage: scripts/distill.sh [OUTDIR]   (default ~/.cache/expnet-models/distill)
+# embedded SST-2 classifier, occlusion teacher, the first LIMIT SST-2 train
+# sentences (seeded 85/15 split into train and validation), the first 300
+# SST-2 test sentences held out (never used for a choice).
+# Usage: scripts/distill.sh [OUTDIR] [VARIANT...]   (default OUTDIR ~/.cache/expnet-models/distill)
+#   LIMIT=2300 (default): the 2,000-text table (1,955 train / 345 validation).
+#   LIMIT=800 scripts/distill.sh OUT w1-attention w1-lens w1-hidden w1-all w1-all-mse w1-all-rank score-all
+#     : the first table (680 train / 120 validation, window ±1 rows).
 # The teacher cache is shared by every variant, so only the first run pays for the teacher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-$HOME/.cache/expnet-models/distill}
+shift || true
 DATA=${DATA:-../shared/data}
-LIMIT=${LIMIT:-800}
+LIMIT=${LIMIT:-2300}
 mkdir -p "$OUT"
 cargo build --release --quiet
 E=target/release/expnet
@@ -16,15 +21,34 @@ common=(--teacher occlusion --input "sst:$DATA/sst#train" --limit "$LIMIT" --val
         --test "sst:$DATA/sst#test" --test-limit 300 --cache "$OUT/occlusion-sst.teacher.jsonl" --no-register)
 run() { # NAME ARGS...
   local name=$1; shift
-  $E distill "${common[@]}" "$@" --out "$OUT/$name.safetensors" > "$OUT/$name.json" 2> "$OUT/$name.log"
+  $E distill "${common[@]}" "$@" --out "$OUT/$name-$LIMIT.safetensors" > "$OUT/$name-$LIMIT.json" 2> "$OUT/$name-$LIMIT.log"
 }
-run occ-all --features all --window 1      # attention + hidden + lens + class, window 1, mse+rank
-run occ-attention --features attention --window 1     # attention features only (the calibration's weakest)
-run occ-lens --features lens --window 1
-run occ-hidden --features hidden --window 1
-run occ-all-mse --features all --loss mse --window 1
-run occ-all-rank --features all --loss rank --window 1
-run occ-all-w0 --features all --window 0
-# Faithfulness of student and teacher on the same 300 test sentences.
-$E eval --data "sst:$DATA/sst" --split test --limit 60 --expnet "$OUT/occ-all.safetensors" \
-  --methods expnet,occlusion,attention,rollout --format markdown > "$OUT/eval-occ-all.md"
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(score-all score-decision score-full score-full-ctx all full full-ctx)
+S=(--target score)   # regress on z-scored teacher scores (the default before --target existed)
+for v in "${variants[@]}"; do
+  case $v in
+    # First table (LIMIT=800): window ±1 rows.
+    w1-attention) run "$v" "${S[@]}" --features attention --window 1 ;;
+    w1-lens) run "$v" "${S[@]}" --features lens --window 1 ;;
+    w1-hidden) run "$v" "${S[@]}" --features hidden --window 1 ;;
+    w1-all) run "$v" "${S[@]}" --features all --window 1 ;;
+    w1-all-mse) run "$v" "${S[@]}" --features all --loss mse --window 1 ;;
+    w1-all-rank) run "$v" "${S[@]}" --features all --loss rank --window 1 ;;
+    # Window 0 (the default), z-scored targets.
+    score-all) run "$v" "${S[@]}" --features all ;;                 # attention + hidden + lens + class
+    score-decision) run "$v" "${S[@]}" --features decision ;;       # attention + decision-aligned head contributions + class
+    score-full) run "$v" "${S[@]}" --features full ;;               # all + decision
+    score-full-ctx) run "$v" "${S[@]}" --features full --context 4 ;;   # contextual student (self-attention over tokens)
+    # Rank targets (the default).
+    all) run "$v" --features all ;;
+    full) run "$v" --features full ;;
+    full-ctx) run "$v" --features full --context 4 ;;
+    *) echo "unknown variant $v" >&2; exit 2 ;;
+  esac
+done
+# Faithfulness and cost of a student and its teacher on the same 300 test sentences, one run.
+if [ -f "$OUT/all-$LIMIT.safetensors" ]; then
+  $E eval --data "sst:$DATA/sst" --split test --limit 300 --expnet "$OUT/all-$LIMIT.safetensors" \
+    --methods expnet,occlusion --format markdown > "$OUT/eval-all-$LIMIT.md"
+fi

@@ -32,27 +32,32 @@ declare -A MODEL=([sst]=$SST [hx]=$HX [nli]=$NLI)
 declare -A TRAIN=([sst]="sst:$D/sst" [hx]="hatexplain:$D/hatexplain#dev" [nli]="esnli:$D/esnli#dev")
 declare -A TEST=([sst]="sst:$D/sst" [hx]="hatexplain:$D/hatexplain" [nli]="esnli:$D/esnli")
 METHODS=attention,rollout,value_norm,alti,globenc,saliency,grad_x_input,chefer,grad_sam,expnet
-# One shape-free ExpNet per training task, read through that task's classifier.
-for t in $TASKS; do
-  f=$OUT/tf-$t.safetensors
-  [ -s "$f" ] || $E train --model "${MODEL[$t]}" --data "${TRAIN[$t]}" --depth-bins 4 --normalization rank \
-      --out "$f" --cache "$OUT/cache" 2> "$f.log"
-done
-# Leave-one-task-out: train on every other task (each source @ its own model).
-for held in $TASKS; do
-  srcs=()
-  for t in $TASKS; do [ "$t" = "$held" ] || srcs+=("${TRAIN[$t]}@${MODEL[$t]}"); done
-  f=$OUT/loto-$held.safetensors
-  [ -s "$f" ] || $E train --model "${MODEL[$held]}" --data "$(IFS=,; echo "${srcs[*]}")" --depth-bins 4 \
-      --normalization rank --out "$f" --cache "$OUT/cache" 2> "$f.log"
-done
-# Each test task with its own classifier: the left-out ExpNet (transfer) and the
-# in-task shape-free one (reference), against every baseline.
-for held in $TASKS; do
-  for which in loto-$held tf-$held; do
-    r=$OUT/eval-$held-$which.md
-    [ -s "$r" ] || $E eval --model "${MODEL[$held]}" --data "${TEST[$held]}" --split test --limit "$LIMIT" \
-        --methods "$METHODS" --expnet "$OUT/$which.safetensors" --no-faithfulness --format markdown > "$r" 2> "$r.log"
+# Feature variants: all four attention groups, or [CLS]->token only.
+declare -A VARIANT=([all]="" [cls]="--drop token_to_cls,received,self_attn")
+for v in all cls; do
+  sfx=$([ $v = all ] && echo "" || echo "-$v")
+  # One shape-free ExpNet per training task, read through that task's classifier.
+  for t in $TASKS; do
+    f=$OUT/tf-$t$sfx.safetensors
+    [ -s "$f" ] || $E train --model "${MODEL[$t]}" --data "${TRAIN[$t]}" --depth-bins 4 --normalization rank \
+        ${VARIANT[$v]} --out "$f" --cache "$OUT/cache" 2> "$f.log"
+  done
+  # Leave-one-task-out: train on every other task (each source @ its own model).
+  for held in $TASKS; do
+    srcs=()
+    for t in $TASKS; do [ "$t" = "$held" ] || srcs+=("${TRAIN[$t]}@${MODEL[$t]}"); done
+    f=$OUT/loto-$held$sfx.safetensors
+    [ -s "$f" ] || $E train --model "${MODEL[$held]}" --data "$(IFS=,; echo "${srcs[*]}")" --depth-bins 4 \
+        --normalization rank ${VARIANT[$v]} --out "$f" --cache "$OUT/cache" 2> "$f.log"
+  done
+  # Each test task with its own classifier: the left-out ExpNet (transfer) and
+  # the in-task shape-free one (reference), against every baseline.
+  for held in $TASKS; do
+    for which in loto-$held$sfx tf-$held$sfx; do
+      r=$OUT/eval-$held-$which.md
+      [ -s "$r" ] || $E eval --model "${MODEL[$held]}" --data "${TEST[$held]}" --split test --limit "$LIMIT" \
+          --methods "$METHODS" --expnet "$OUT/$which.safetensors" --no-faithfulness --format markdown > "$r" 2> "$r.log"
+    done
   done
 done
 echo "tables in $OUT/eval-*.md"

@@ -5,6 +5,7 @@
 //! is saved inside the ExpNet file so that scoring extracts exactly the
 //! columns the network was trained on, in the same order.
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Attentions;
@@ -111,19 +112,24 @@ pub struct ForwardSignals {
     /// network serves every class; 0 = off.
     #[serde(default)]
     pub target_classes: usize,
+    /// Decision-aligned columns ([`super::decision`]): what each token sends
+    /// through every head, projected on the classifier's decision direction.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decision: bool,
 }
 
 impl ForwardSignals {
     pub fn is_off(&self) -> bool {
-        self.width() == 0
+        self.width(0, 0) == 0 && !self.decision
     }
-    /// Columns these signals add.
-    pub fn width(&self) -> usize {
-        self.hidden_layers * self.hidden_size + 2 * self.lens_layers + self.target_classes
+    /// Columns these signals add for an `layers × heads` encoder.
+    pub fn width(&self, layers: usize, heads: usize) -> usize {
+        let decision = if self.decision { super::decision::width(layers, heads) } else { 0 };
+        self.hidden_layers * self.hidden_size + 2 * self.lens_layers + self.target_classes + decision
     }
     /// Whether the classification head is needed to compute them.
     pub fn needs_head(&self) -> bool {
-        self.lens_layers > 0 || self.target_classes > 0
+        self.lens_layers > 0 || self.target_classes > 0 || self.decision
     }
 }
 
@@ -137,6 +143,8 @@ pub struct FeatureSource<'a> {
     /// `lens[k][i]`: head logits of token `i`'s hidden state after layer
     /// `L − lens_layers + 1 + k` (only the last `lens_layers` layers).
     pub lens: &'a [Vec<Vec<f32>>],
+    /// Rows of [`super::decision::decision_rows`] when the spec reads them, else empty.
+    pub decision: &'a [Vec<f32>],
     /// Class whose decision is explained.
     pub target: usize,
 }
@@ -207,7 +215,7 @@ impl FeatureSpec {
 
     /// Total feature columns per token.
     pub fn dim(&self) -> usize {
-        self.attention_dim() + self.relative_position as usize + self.special_flag as usize + self.signals.width()
+        self.attention_dim() + self.relative_position as usize + self.special_flag as usize + self.signals.width(self.layers, self.heads)
     }
 
     /// Column names in order, for diagnostics and feature-importance reports.
@@ -248,6 +256,9 @@ impl FeatureSpec {
             names.push(format!("lens.L{l}.margin"));
         }
         (0..sig.target_classes).for_each(|c| names.push(format!("target.{c}")));
+        if sig.decision {
+            names.extend(super::decision::names(self.layers, self.heads));
+        }
         names
     }
 
@@ -440,6 +451,11 @@ pub fn extract_full(spec: &FeatureSpec, src: &FeatureSource) -> anyhow::Result<V
         }
         for c in 0..sig.target_classes {
             row.push(if c == src.target { 1.0 } else { 0.0 });
+        }
+        if sig.decision {
+            let d = src.decision.get(i).with_context(|| format!("this ExpNet reads decision features, {} rows were given for {n} tokens", src.decision.len()))?;
+            anyhow::ensure!(d.len() == super::decision::width(spec.layers, spec.heads), "decision rows have {} columns, expected {}", d.len(), super::decision::width(spec.layers, spec.heads));
+            row.extend_from_slice(d);
         }
     }
     Ok(rows)

@@ -52,16 +52,27 @@ impl ExpNetMethod {
             forward.attentions.len
         );
         let lens = lens_logits(model, forward, self.net.spec().signals.lens_layers)?;
+        let decision = decision_features(model, forward, target, self.net.spec().signals.decision)?;
         let src = FeatureSource {
             attentions: &forward.attentions,
             special: &special,
             hidden_states: &forward.hidden_states,
             lens: &lens,
+            decision: &decision,
             target,
         };
         let scores = self.net.score_source(&src)?;
         Ok(Explanation { scores, forward_passes: 0, notes: Vec::new() })
     }
+}
+
+/// [`super::decision::decision_rows`] when `on`, else no rows.
+pub fn decision_features(model: Option<&Model>, forward: &ForwardOutput, target: usize, on: bool) -> anyhow::Result<Vec<Vec<f32>>> {
+    if !on {
+        return Ok(Vec::new());
+    }
+    let model = model.ok_or_else(|| anyhow::anyhow!("this ExpNet reads the model's decision direction: it needs the model"))?;
+    super::decision::decision_rows(model, forward, target)
 }
 
 /// The head's logits on every token's hidden state after each of the last

@@ -6,6 +6,8 @@
 //! its file format, [`train`] fits it on cached features, and [`method`]
 //! exposes it as an [`Attribution`](crate::explain::Attribution).
 
+mod context;
+pub mod decision;
 pub mod distill;
 pub mod features;
 pub mod method;

@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::context::ContextLayer;
 use super::features::{FeatureSpec, extract};
 use super::st::{Buffer, Reader};
 use crate::model::Attentions;
@@ -47,6 +48,11 @@ pub struct NetConfig {
     /// the ends), so a token's score can depend on its context. 0 = off.
     #[serde(default)]
     pub neighbour_window: usize,
+    /// Heads of the contextual layer (self-attention over the input's
+    /// tokens between the MLP and the output, see [`super::context`]); 0 =
+    /// off, as in every file written before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context_heads: usize,
     /// What the output unit means.
     #[serde(default)]
     pub output: OutputKind,
@@ -64,9 +70,20 @@ pub enum OutputKind {
     Score,
 }
 
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
 impl Default for NetConfig {
     fn default() -> Self {
-        Self { hidden: vec![64, 32], activation: Activation::Gelu, dropout: 0.1, neighbour_window: 0, output: OutputKind::Probability }
+        Self {
+            hidden: vec![64, 32],
+            activation: Activation::Gelu,
+            dropout: 0.1,
+            neighbour_window: 0,
+            context_heads: 0,
+            output: OutputKind::Probability,
+        }
     }
 }
 
@@ -135,6 +152,7 @@ pub struct ExpNet {
     std: Vec<f32>,
     varmap: VarMap,
     layers: Vec<Linear>,
+    context: Option<ContextLayer>,
     /// Provenance; the caller may fill `model_id`, `training_data`, `command` before saving.
     pub info: ExpNetInfo,
 }
@@ -166,6 +184,16 @@ impl ExpNet {
             tensors.push((layer_name(i, "weight"), vec![w[1], w[0]], weight));
             tensors.push((layer_name(i, "bias"), vec![w[1]], bias));
         }
+        if config.context_heads > 0 {
+            let width = *dims.iter().rev().nth(1).unwrap_or(&1);
+            for (name, shape) in super::context::shapes(width, config.context_heads) {
+                let count: usize = shape.iter().product();
+                // Position biases start at 0; projections as a linear layer of fan-in `width`.
+                let bound = if name == super::context::REL_BIAS { 0.0 } else { 1.0 / (width as f32).sqrt() };
+                let values: Vec<f32> = (0..count).map(|_| if bound > 0.0 { rng.gen_range(-bound..bound) } else { 0.0 }).collect();
+                tensors.push((name, shape, values));
+            }
+        }
         Self::from_parts(spec, config, mean, std, tensors, ExpNetInfo::default())
     }
 
@@ -195,6 +223,14 @@ impl ExpNet {
         spec.validate()?;
         anyhow::ensure!(config.hidden.iter().all(|h| *h > 0), "net config has a zero-width hidden layer");
         anyhow::ensure!((0.0..1.0).contains(&config.dropout), "dropout must be in [0, 1), got {}", config.dropout);
+        if config.context_heads > 0 {
+            let width = config.hidden.last().copied().unwrap_or(0);
+            anyhow::ensure!(
+                width > 0 && width.is_multiple_of(config.context_heads),
+                "the contextual layer needs a last hidden width divisible by its {} heads (got {width})",
+                config.context_heads
+            );
+        }
         anyhow::ensure!(
             mean.len() == spec.dim() && std.len() == spec.dim(),
             "normalisation statistics have {}/{} entries but the feature spec has {} features",
@@ -205,7 +241,7 @@ impl ExpNet {
         anyhow::ensure!(std.iter().all(|s| *s > 0.0), "normalisation std must be positive");
         let varmap = VarMap::new();
         let mut layers = Vec::new();
-        {
+        let context = {
             let mut data = varmap.data().lock().map_err(|_| anyhow::anyhow!("ExpNet weight map lock poisoned"))?;
             let mut get = |name: &str| -> anyhow::Result<Tensor> {
                 let (_, shape, values) =
@@ -220,8 +256,12 @@ impl ExpNet {
                 let b = get(&layer_name(i, "bias"))?;
                 layers.push(Linear::new(w, Some(b)));
             }
-        }
-        Ok(Self { spec, config, mean, std, varmap, layers, info })
+            match config.context_heads {
+                0 => None,
+                heads => Some(ContextLayer::new(heads, &mut get)?),
+            }
+        };
+        Ok(Self { spec, config, mean, std, varmap, layers, context, info })
     }
 
     pub fn spec(&self) -> &FeatureSpec {
@@ -314,7 +354,7 @@ impl ExpNet {
             self.push_input(features, i, &mut x);
         }
         let x = Tensor::from_vec(x, (features.len(), self.input_dim()), &Device::Cpu)?;
-        let logits = self.forward_logits(&x, None)?;
+        let logits = self.forward_logits(&x, &[features.len()], None)?;
         let out = match self.config.output {
             OutputKind::Probability => candle_nn::ops::sigmoid(&logits)?.to_vec1::<f32>()?,
             OutputKind::Score => logits.to_vec1::<f32>()?,
@@ -342,13 +382,17 @@ impl ExpNet {
         }
     }
 
-    /// Logits `[batch]` for inputs `[batch, input_dim]`. With `dropout`
-    /// (training), hidden activations are dropped with masks drawn from the
-    /// given seeded RNG.
-    pub(crate) fn forward_logits(&self, x: &Tensor, mut dropout: Option<&mut StdRng>) -> anyhow::Result<Tensor> {
+    /// Logits `[batch]` for inputs `[batch, input_dim]`, the rows of
+    /// consecutive texts of lengths `segments` (read only by the contextual
+    /// layer). With `dropout` (training), hidden activations are dropped with
+    /// masks drawn from the given seeded RNG.
+    pub(crate) fn forward_logits(&self, x: &Tensor, segments: &[usize], mut dropout: Option<&mut StdRng>) -> anyhow::Result<Tensor> {
         let mut h = x.clone();
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
+            if i == last && let Some(ctx) = &self.context {
+                h = ctx.forward(&h, segments)?;
+            }
             h = layer.forward(&h)?;
             if i == last {
                 break;
@@ -455,6 +499,13 @@ impl ExpNet {
         for (i, w) in dims.windows(2).enumerate() {
             for (part, shape) in [("weight", vec![w[1], w[0]]), ("bias", vec![w[1]])] {
                 let name = layer_name(i, part);
+                let values = r.f32(&name, &shape)?;
+                tensors.push((name, shape, values));
+            }
+        }
+        if header.net.context_heads > 0 {
+            let width = header.net.hidden.last().copied().unwrap_or(0);
+            for (name, shape) in super::context::shapes(width, header.net.context_heads) {
                 let values = r.f32(&name, &shape)?;
                 tensors.push((name, shape, values));
             }

@@ -6,7 +6,7 @@
 use crate::explain::{Attribution, ExplainInput, Progress};
 use crate::expnet::distill::DistillExample;
 use crate::expnet::features::{FeatureSource, FeatureSpec, extract_full};
-use crate::expnet::method::lens_logits;
+use crate::expnet::method::{decision_features, lens_logits};
 use crate::model::Model;
 use anyhow::Context;
 use std::collections::HashMap;
@@ -178,7 +178,8 @@ pub fn featurise(model: &Model, spec: &FeatureSpec, text: &str, pair: Option<&st
     let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
     let special = enc.special_mask();
     let lens = lens_logits(Some(model), &fwd, spec.signals.lens_layers)?;
-    let src = FeatureSource { attentions: &fwd.attentions, special: &special, hidden_states: &fwd.hidden_states, lens: &lens, target };
+    let decision = decision_features(Some(model), &fwd, target, spec.signals.decision)?;
+    let src = FeatureSource { attentions: &fwd.attentions, special: &special, hidden_states: &fwd.hidden_states, lens: &lens, decision: &decision, target };
     let rows = extract_full(spec, &src)?;
     Ok((enc, fwd, rows))
 }

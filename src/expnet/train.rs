@@ -261,6 +261,7 @@ pub fn train(
     let dim = spec.dim();
     anyhow::ensure!(cfg.batch_size > 0 && cfg.epochs > 0, "batch size and epochs must be positive");
     anyhow::ensure!(cfg.lr > 0.0, "learning rate must be positive");
+    anyhow::ensure!(cfg.net.context_heads == 0, "the contextual layer is for distilled ExpNets (expnet distill --context)");
     if let Some(v) = val {
         anyhow::ensure!(v.spec == spec, "validation features were extracted with another feature spec than the training set");
     }
@@ -303,7 +304,7 @@ pub fn train(
             }
             let x = Tensor::from_vec(x, (batch.len(), in_dim), &Device::Cpu)?;
             let y = Tensor::from_vec(y, batch.len(), &Device::Cpu)?;
-            let logits = net.forward_logits(&x, Some(&mut rng))?;
+            let logits = net.forward_logits(&x, &[batch.len()], Some(&mut rng))?;
             let loss = weighted_bce_with_logits(&logits, &y, pos_weight)?;
             opt.backward_step(&loss)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
