@@ -3,9 +3,8 @@
 //! strides and writes the context into its columns of `[rows, hidden]`, so no
 //! head is ever transposed or copied.
 
-use super::linear::{Out, parallel, tasks};
+use super::linear::{Out, View, matmul, parallel, tasks};
 use super::rows::softmax_row;
-use gemm::Parallelism;
 
 /// Sizes of one attention call.
 #[derive(Clone, Copy)]
@@ -51,50 +50,24 @@ pub(super) fn attention(qkv: &[f32], d: Dims, scale: f32, mask: Option<&[f32]>, 
         // head h); the context block (rows of b, columns of h) is task t's alone.
         unsafe {
             // scores[i, j] = Σ_c q[i, c]·k[j, c], times the scale.
-            gemm::gemm(
+            matmul(
                 len,
                 len,
                 dh,
-                s.as_mut_ptr(),
-                1,
-                len as isize,
-                false,
-                qkv.as_ptr().add(base),
-                1,
-                ld as isize,
-                qkv.as_ptr().add(base + hidden),
-                ld as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
+                (s.as_mut_ptr(), 1, len as isize),
+                View(qkv.as_ptr().add(base), 1, ld as isize),
+                View(qkv.as_ptr().add(base + hidden), ld as isize, 1),
             );
             let m = mask.map(|m| &m[b * len..(b + 1) * len]);
             s.chunks_mut(len).for_each(|row| softmax_row(row, scale, m));
             // ctx[i, c] = Σ_j p[i, j]·v[j, c]
-            gemm::gemm(
+            matmul(
                 len,
                 dh,
                 len,
-                ctx_ptr.at(b * len * hidden + h * dh),
-                1,
-                hidden as isize,
-                false,
-                s.as_ptr(),
-                1,
-                len as isize,
-                qkv.as_ptr().add(base + 2 * hidden),
-                1,
-                ld as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
+                (ctx_ptr.at(b * len * hidden + h * dh), 1, hidden as isize),
+                View(s.as_ptr(), 1, len as isize),
+                View(qkv.as_ptr().add(base + 2 * hidden), 1, ld as isize),
             );
         }
     });

@@ -72,6 +72,26 @@ pub(super) fn parallel(flops: usize) -> bool {
     flops >= PAR_FLOPS && rayon::current_num_threads() > 1
 }
 
+/// A strided f32 matrix view for [`matmul`]: base pointer, column stride, row stride.
+#[derive(Clone, Copy)]
+pub(super) struct View(pub *const f32, pub isize, pub isize);
+
+/// `dst = lhs · rhs` (`m × k` times `k × n`, overwriting `dst`) on strided
+/// views, on the calling thread: the one gemm call every kernel here makes.
+///
+/// # Safety
+/// Every view must cover its whole matrix with the given strides.
+pub(super) unsafe fn matmul(m: usize, n: usize, k: usize, dst: (*mut f32, isize, isize), lhs: View, rhs: View) {
+    // SAFETY: the caller guarantees the views; alpha 0 (do not read dst), beta 1.
+    unsafe {
+        gemm::gemm(
+            m, n, k, dst.0, dst.1, dst.2, false, lhs.0, lhs.1, lhs.2, rhs.0, rhs.1, rhs.2, 0.0, 1.0, false, false, false,
+            Parallelism::None,
+        )
+    }
+}
+
+
 /// `y[r, col0 + j] = Σ_k x[r, k]·W[j, k] + b[j]` for `r < m`, `j < lin.n`, then
 /// the epilogue. `y` has row stride `ys` (several linears can fill one buffer).
 pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, col0: usize, epi: Epilogue) {
@@ -110,52 +130,26 @@ pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, c
                 // weight on every call: 60% of an 8-token forward). The small
                 // result is transposed into `y` instead.
                 let mut t = vec![0f32; mr * nc];
-                gemm::gemm(
+                matmul(
                     mr,
                     nc,
                     k,
-                    t.as_mut_ptr(),
-                    mr as isize,
-                    1,
-                    false,
-                    x.as_ptr().add(r0 * k),
-                    1,
-                    k as isize,
-                    lin.w.as_ptr().add(c0 * k),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (t.as_mut_ptr(), mr as isize, 1),
+                    View(x.as_ptr().add(r0 * k), 1, k as isize),
+                    View(lin.w.as_ptr().add(c0 * k), k as isize, 1),
                 );
                 for i in 0..mr {
                     let row = std::slice::from_raw_parts_mut(out.at((r0 + i) * ys + col0 + c0), nc);
                     row.iter_mut().enumerate().for_each(|(j, v)| *v = t[j * mr + i]);
                 }
             } else {
-                gemm::gemm(
+                matmul(
                     mr,
                     nc,
                     k,
-                    out.at(r0 * ys + col0 + c0),
-                    1,
-                    ys as isize,
-                    false,
-                    x.as_ptr().add(r0 * k),
-                    1,
-                    k as isize,
-                    lin.w.as_ptr().add(c0 * k),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (out.at(r0 * ys + col0 + c0), 1, ys as isize),
+                    View(x.as_ptr().add(r0 * k), 1, k as isize),
+                    View(lin.w.as_ptr().add(c0 * k), k as isize, 1),
                 );
             }
             for r in r0..r1 {
