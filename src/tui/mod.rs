@@ -265,17 +265,13 @@ fn spawn_terminal_watch(tx: Sender<AppEvent>, stop: Arc<AtomicBool>) -> std::thr
 }
 
 /// Reads terminal events on its own thread so the loop can wait on one channel.
-/// A terminal that hangs up is reported as SIGHUP, so the explorer exits as
-/// if it had received one (an orphaned explorer used to spin at full CPU).
+/// A terminal that hangs up is noticed by [`spawn_terminal_watch`], not here:
+/// crossterm's poll never returns on a hung-up tty.
 fn spawn_input(tx: Sender<AppEvent>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("expnet-input".into())
         .spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                if terminal_gone() {
-                    let _ = tx.send(AppEvent::Signal(SIGHUP));
-                    return;
-                }
                 match crossterm::event::poll(Duration::from_millis(50)) {
                     Ok(false) => {}
                     Ok(true) => match crossterm::event::read() {
