@@ -40,6 +40,10 @@ pub(super) struct LayerTape {
     pub ffn_pre: Vec<f32>,
     /// Feed-forward output + residual, the second norm's input.
     pub out_sum: Vec<f32>,
+    /// `Some([batch, hidden])` queries when the layer ran for the first token
+    /// only ([`super::first_query`]); every per-row buffer but `qkv` then
+    /// has one row per sequence and `probs` is `[batch, heads, len]`.
+    pub first_query: Option<Vec<f32>>,
 }
 
 /// Result of [`gradients`] for a batch.
@@ -66,7 +70,9 @@ pub(in crate::model) fn gradients(
 ) -> candle_core::Result<Option<FastGradients>> {
     let Some(head) = &enc.head else { return Ok(None) };
     let mut tape = Tape::default();
-    let Some(out) = super::run(enc, input, false, Some(&mut tape))? else { return Ok(None) };
+    // Without attention outputs only the logits matter: the last layer runs
+    // for the first token only.
+    let Some(out) = super::run(enc, input, false, Some(&mut tape), !with_attention)? else { return Ok(None) };
     let Dims { batch, len, heads, hidden } = tape.dims;
     if targets.len() != batch {
         candle_core::bail!("{} targets for a batch of {batch}", targets.len());
@@ -92,8 +98,11 @@ pub(in crate::model) fn gradients(
 
     let rows_n = batch * len;
     let mut dx = vec![0f32; rows_n * hidden];
-    for b in 0..batch {
-        dx[b * len * hidden..b * len * hidden + hidden].copy_from_slice(&d_cls[b * hidden..(b + 1) * hidden]);
+    let first_only = tape.layers.last().is_some_and(|l| l.first_query.is_some());
+    if !first_only {
+        for b in 0..batch {
+            dx[b * len * hidden..b * len * hidden + hidden].copy_from_slice(&d_cls[b * hidden..(b + 1) * hidden]);
+        }
     }
     let scale = 1.0 / ((hidden / heads) as f32).sqrt();
     let mut attention_grads = Vec::new();
@@ -106,6 +115,10 @@ pub(in crate::model) fn gradients(
     let mut d_inter = Vec::new();
     for (layer, lt) in enc.layers.iter().zip(&tape.layers).rev() {
         let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
+        if lt.first_query.is_some() {
+            super::first_query::backward(&v, lt, tape.dims, scale, enc.cfg.activation, &d_cls, &mut d_qkv, &mut dx);
+            continue;
+        }
         let inter_n = v.ffn_in.w.dims[0];
         // Second norm, then the feed-forward block (its residual passes d_sum on).
         rows::layer_norm_back(&lt.out_sum, v.out_norm.w.data(), v.out_norm.eps, &dx, &mut d_sum);

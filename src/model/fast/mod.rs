@@ -16,6 +16,7 @@
 
 mod attention;
 mod backward;
+mod first_query;
 mod linear;
 mod rows;
 
@@ -104,12 +105,23 @@ pub(super) fn eligible(enc: &Encoder, input: &EncoderInput) -> bool {
 /// attention matrix (else only the last hidden state and the logits, for
 /// perturbation batches). `Ok(None)` when a weight is not a contiguous f32 CPU
 /// tensor: the caller then runs the candle graph.
+///
+/// Without `keep` the last layer runs for the first token only
+/// ([`first_query`]): the returned last hidden state is then `[batch, 1, hidden]`.
 pub(super) fn forward(enc: &Encoder, input: &EncoderInput, keep: bool) -> candle_core::Result<Option<EncoderOutput>> {
-    run(enc, input, keep, None)
+    run(enc, input, keep, None, !keep)
 }
 
-/// [`forward`], recording on `tape` what the backward pass needs when given.
-fn run(enc: &Encoder, input: &EncoderInput, keep: bool, mut tape: Option<&mut backward::Tape>) -> candle_core::Result<Option<EncoderOutput>> {
+/// [`forward`], recording on `tape` what the backward pass needs when given;
+/// `first_only` = the last layer for the first token only (not with `keep`).
+fn run(
+    enc: &Encoder,
+    input: &EncoderInput,
+    keep: bool,
+    mut tape: Option<&mut backward::Tape>,
+    first_only: bool,
+) -> candle_core::Result<Option<EncoderOutput>> {
+    debug_assert!(!(keep && first_only), "a first-token-only run keeps no attentions");
     let cfg = &enc.cfg;
     let (batch, len, emb) = input.word_embeds.dims3()?;
     let (hidden, heads) = (cfg.hidden_size, cfg.num_heads);
@@ -156,8 +168,14 @@ fn run(enc: &Encoder, input: &EncoderInput, keep: bool, mut tape: Option<&mut ba
     let mut ctx = vec![0f32; rows_n * hidden];
     let mut h = vec![0f32; rows_n * hidden];
     let mut inter = Vec::new();
-    for layer in &enc.layers {
+    let mut first_rows_only = false;
+    for (li, layer) in enc.layers.iter().enumerate() {
         let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
+        if first_only && li + 1 == enc.layers.len() {
+            x = first_query::forward(&v, &x, dims, scale, mask.as_deref(), cfg.activation, &mut qkv, tape.as_deref_mut());
+            first_rows_only = true;
+            break;
+        }
         let inter_n = v.ffn_in.w.dims[0];
         inter.resize(rows_n * inter_n, 0.0);
         for (i, l) in [&v.query, &v.key, &v.value].into_iter().enumerate() {
@@ -194,6 +212,7 @@ fn run(enc: &Encoder, input: &EncoderInput, keep: bool, mut tape: Option<&mut ba
                     attn_sum: attn_sum.unwrap_or_default(),
                     ffn_pre,
                     out_sum: out_sum.unwrap_or_default(),
+                    first_query: None,
                 });
             }
             None if keep => attentions.push(Tensor::from_vec(probs, (batch, heads, len, len), device)?),
@@ -204,8 +223,13 @@ fn run(enc: &Encoder, input: &EncoderInput, keep: bool, mut tape: Option<&mut ba
             hidden_states.push(Tensor::from_vec(prev, (batch, len, hidden), device)?);
         }
     }
-    let cls: Vec<f32> = x.chunks(len * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect();
-    hidden_states.push(Tensor::from_vec(x, (batch, len, hidden), device)?);
+    let cls: Vec<f32> = if first_rows_only {
+        x.clone()
+    } else {
+        x.chunks(len * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect()
+    };
+    let last_len = if first_rows_only { 1 } else { len };
+    hidden_states.push(Tensor::from_vec(x, (batch, last_len, hidden), device)?);
     let logits = match &enc.head {
         Some(head) => Some(head.forward(&Tensor::from_vec(cls, (batch, hidden), device)?, super::encoder::RunMode::INFERENCE)?),
         None => None,

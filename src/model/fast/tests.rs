@@ -175,10 +175,15 @@ fn check_gradients(name: &str) {
             let d = max_diff(pa, pb);
             assert!(d <= 1e-5, "{what}: attentions of layer {l} differ by {d:e}");
         }
-        // Without attention outputs (integrated gradients) the embedding gradients are the same.
+        // Without attention outputs (integrated gradients) the last layer runs
+        // for the first token only; the gradients stay the same.
         let lean = model.encoder.gradients_fast(&input, &targets, false).unwrap().expect("fast backward ran");
         assert!(lean.attention_grads.is_empty() && lean.attentions.is_empty(), "{what}: attention kept when not asked");
-        assert_eq!(lean.embed_grads, fast.embed_grads, "{what}: lean run differs");
+        let d = rel_diff(&lean.embed_grads, &values(&g_emb));
+        assert!(d <= 1e-4, "{what}: first-token-only embedding gradients differ by {d:e} of their scale");
+        let lean_chosen: Vec<f32> = targets.iter().zip(&lean.logits).map(|(&t, l)| l[t]).collect();
+        let d = rel_diff(&lean_chosen, &chosen);
+        assert!(d <= 1e-5, "{what}: first-token-only logits differ by {d:e}");
     }
 }
 
