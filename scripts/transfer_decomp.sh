@@ -39,6 +39,9 @@ declare -A VARIANT=(
   [gcls]="--decomposition value_norm,alti,globenc --drop token_to_cls,received,self_attn"
   # ALTI alone + [CLS]->token attention
   [acls]="--decomposition alti --drop token_to_cls,received,self_attn"
+  # attention only, as scripts/transfer.sh (for runs with other TASKS)
+  [att]=""
+  [attcls]="--drop token_to_cls,received,self_attn"
 )
 # Forward-only baselines, once per test task (same examples as every ExpNet row).
 for held in $TASKS; do
