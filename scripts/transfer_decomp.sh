@@ -39,6 +39,10 @@ declare -A VARIANT=(
   [gcls]="--decomposition value_norm,alti,globenc --drop token_to_cls,received,self_attn"
   # ALTI alone + [CLS]->token attention
   [acls]="--decomposition alti --drop token_to_cls,received,self_attn"
+  # dcls without the relative-position column (a task-specific prior)
+  [dnopos]="--decomposition value_norm,alti --drop token_to_cls,received,self_attn,relative_position"
+  # dcls with a smaller network (16 hidden units)
+  [dsmall]="--decomposition value_norm,alti --drop token_to_cls,received,self_attn --hidden 16"
   # attention only, as scripts/transfer.sh (for runs with other TASKS)
   [att]=""
   [attcls]="--drop token_to_cls,received,self_attn"
