@@ -41,6 +41,8 @@ declare -A VARIANT=(
   [acls]="--decomposition alti --drop token_to_cls,received,self_attn"
   # dcls without the relative-position column (a task-specific prior)
   [dnopos]="--decomposition value_norm,alti --drop token_to_cls,received,self_attn,relative_position"
+  # donly without the relative-position column
+  [donlynopos]="--decomposition value_norm,alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position"
   # dcls with a smaller network (16 hidden units)
   [dsmall]="--decomposition value_norm,alti --drop token_to_cls,received,self_attn --hidden 16"
   # attention only, as scripts/transfer.sh (for runs with other TASKS)
