@@ -93,31 +93,20 @@ impl Model {
             anyhow::bail!("--target {t} is out of range (the model has {classes} labels)");
         }
         let (ids, types, pos, mask, lengths) = self.batch_of(encs)?;
-        let embeds = candle_core::Var::from_tensor(&self.encoder.embed_words(&ids)?)?;
-        let out = self.encoder.forward(
-            &EncoderInput { word_embeds: embeds.as_tensor(), position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() },
-            RunMode::GRADIENTS,
-        )?;
-        let logits = out.logits.as_ref().context("classifier has no logits")?;
-        // One-hot selection of each row's target: sum of the chosen logits.
-        let mut pick = vec![0f32; encs.len() * classes];
-        for (i, &t) in targets.iter().enumerate() {
-            pick[i * classes + t] = 1.0;
-        }
-        let pick = Tensor::from_vec(pick, (encs.len(), classes), logits.device())?;
-        let chosen = (logits * &pick)?.sum(1)?;
-        let grads = chosen.sum_all()?.backward()?;
-        let chosen = chosen.to_vec1::<f32>()?;
-        let g_emb = grads.get(embeds.as_tensor()).context("no gradient reached the embeddings")?;
-        let mut attn_grads = Vec::with_capacity(out.attention_probes.len());
-        for probe in &out.attention_probes {
-            attn_grads.push(grads.get(probe.as_tensor()).context("no gradient reached an attention matrix")?.clone());
-        }
+        let embeds = self.encoder.embed_words(&ids)?;
+        let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+        let (chosen, g_emb, attentions, attn_grads) = match self.encoder.gradients_fast(&input, targets, true)? {
+            Some(g) => {
+                let chosen = targets.iter().zip(&g.logits).map(|(&t, l)| l[t]).collect::<Vec<f32>>();
+                (chosen, Tensor::from_vec(g.embed_grads, embeds.shape(), embeds.device())?, g.attentions, g.attention_grads)
+            }
+            None => self.gradients_graph(&input, targets)?,
+        };
         let heads = self.num_heads();
-        let attentions = split_attentions(&out.attentions, &lengths, heads)?;
+        let attentions = split_attentions(&attentions, &lengths, heads)?;
         let attention_grads = split_attentions(&attn_grads, &lengths, heads)?;
-        let embeddings = split_rows(embeds.as_tensor(), &lengths)?;
-        let embedding_grads = split_rows(g_emb, &lengths)?;
+        let embeddings = split_rows(&embeds, &lengths)?;
+        let embedding_grads = split_rows(&g_emb, &lengths)?;
         let hidden = self.config().embedding_size;
         Ok(chosen
             .into_iter()
@@ -133,5 +122,28 @@ impl Model {
                 attention_grads,
             })
             .collect())
+    }
+
+    /// The candle-graph backward of [`Self::gradients_batch`]: (chosen
+    /// logits, embedding gradients, attentions, attention gradients).
+    pub(super) fn gradients_graph(&self, input: &EncoderInput, targets: &[usize]) -> anyhow::Result<(Vec<f32>, Tensor, Vec<Tensor>, Vec<Tensor>)> {
+        let embeds = candle_core::Var::from_tensor(input.word_embeds)?;
+        let out = self.encoder.forward(&EncoderInput { word_embeds: embeds.as_tensor(), ..*input }, RunMode::GRADIENTS)?;
+        let logits = out.logits.as_ref().context("classifier has no logits")?;
+        let classes = logits.dim(1)?;
+        // One-hot selection of each row's target: sum of the chosen logits.
+        let mut pick = vec![0f32; targets.len() * classes];
+        for (i, &t) in targets.iter().enumerate() {
+            pick[i * classes + t] = 1.0;
+        }
+        let pick = Tensor::from_vec(pick, (targets.len(), classes), logits.device())?;
+        let chosen = (logits * &pick)?.sum(1)?;
+        let grads = chosen.sum_all()?.backward()?;
+        let g_emb = grads.get(embeds.as_tensor()).context("no gradient reached the embeddings")?.clone();
+        let mut attn_grads = Vec::with_capacity(out.attention_probes.len());
+        for probe in &out.attention_probes {
+            attn_grads.push(grads.get(probe.as_tensor()).context("no gradient reached an attention matrix")?.clone());
+        }
+        Ok((chosen.to_vec1::<f32>()?, g_emb, out.attentions, attn_grads))
     }
 }

@@ -425,6 +425,21 @@ impl Encoder {
         Ok(self.forward(input, RunMode::INFERENCE)?.logits)
     }
 
+    /// Gradients of each text's `targets[i]` logit by the hand-written
+    /// backward ([`super::fast::gradients`]); `None` where it does not apply
+    /// (the caller then differentiates the candle graph).
+    pub(super) fn gradients_fast(
+        &self,
+        input: &EncoderInput,
+        targets: &[usize],
+        with_attention: bool,
+    ) -> candle_core::Result<Option<super::fast::FastGradients>> {
+        if !self.fast_path(input, RunMode::INFERENCE) {
+            return Ok(None);
+        }
+        super::fast::gradients(self, input, targets, with_attention)
+    }
+
     /// Runs the encoder (and head) on a batch.
     pub fn forward(&self, input: &EncoderInput, mode: RunMode) -> candle_core::Result<EncoderOutput> {
         if self.fast_path(input, mode) {

@@ -248,32 +248,8 @@ impl Model {
 
     /// Gradients of the `target` logit w.r.t. the word embeddings and every attention matrix.
     pub fn gradients(&self, enc: &Encoding, target: usize) -> anyhow::Result<Gradients> {
-        anyhow::ensure!(self.is_classifier(), "gradient methods need a classification head; {} is a bare encoder", self.name);
-        let (ids, types, pos, _) = self.batch_input(&[&enc.ids], &[&enc.type_ids])?;
-        let embeds = candle_core::Var::from_tensor(&self.encoder.embed_words(&ids)?)?;
-        let out = self.encoder.forward(
-            &EncoderInput { word_embeds: embeds.as_tensor(), position_ids: &pos, type_ids: &types, attention_mask: None },
-            RunMode::GRADIENTS,
-        )?;
-        let logits = out.logits.as_ref().expect("classifier");
-        let logit = logits.narrow(1, target, 1)?.sum_all()?;
-        let grads = logit.backward()?;
-        let n = enc.len();
-        let (l, h) = (self.num_layers(), self.num_heads());
-        let g_emb = grads.get(embeds.as_tensor()).context("no gradient reached the embeddings")?;
-        let mut attn_grads = Vec::with_capacity(l * h * n * n);
-        for probe in &out.attention_probes {
-            let g = grads.get(probe.as_tensor()).context("no gradient reached an attention matrix")?;
-            attn_grads.extend(g.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(Gradients {
-            logit: logit.to_scalar()?,
-            hidden: self.config().embedding_size,
-            embeddings: embeds.as_tensor().flatten_all()?.to_vec1()?,
-            embedding_grads: g_emb.flatten_all()?.to_vec1()?,
-            attentions: stack_attentions(&out.attentions, l, h, n)?,
-            attention_grads: Attentions::new(l, h, n, attn_grads)?,
-        })
+        let mut one = self.gradients_batch(&[enc], &[target])?;
+        one.pop().context("no gradients came back")
     }
 
     /// For integrated gradients: given a batch of word-embedding sequences for
@@ -292,6 +268,11 @@ impl Model {
         let var = candle_core::Var::from_vec(flat, (b, n, d), &self.device)?;
         let types = Tensor::from_vec(enc.type_ids.repeat(b), (b, n), &self.device)?;
         let pos = self.encoder.position_ids(&vec![n; b], n, &self.device)?;
+        let input = EncoderInput { word_embeds: var.as_tensor(), position_ids: &pos, type_ids: &types, attention_mask: None };
+        if let Some(g) = self.encoder.gradients_fast(&input, &vec![target; b], false)? {
+            let logits = g.logits.iter().map(|l| l[target]).collect();
+            return Ok((logits, g.embed_grads.chunks(n * d).map(<[f32]>::to_vec).collect()));
+        }
         let mode = RunMode { differentiable: true, attention_probes: false, dropout: None };
         let out = self.encoder.forward(
             &EncoderInput { word_embeds: var.as_tensor(), position_ids: &pos, type_ids: &types, attention_mask: None },

@@ -7,7 +7,7 @@ use super::linear::{Out, View, matmul, parallel, tasks};
 use super::rows::softmax_row;
 
 /// Sizes of one attention call.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(super) struct Dims {
     pub batch: usize,
     pub len: usize,

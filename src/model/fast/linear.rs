@@ -82,13 +82,72 @@ pub(super) struct View(pub *const f32, pub isize, pub isize);
 /// # Safety
 /// Every view must cover its whole matrix with the given strides.
 pub(super) unsafe fn matmul(m: usize, n: usize, k: usize, dst: (*mut f32, isize, isize), lhs: View, rhs: View) {
-    // SAFETY: the caller guarantees the views; alpha 0 (do not read dst), beta 1.
+    // SAFETY: passed on from the caller.
+    unsafe { matmul_into(m, n, k, dst, lhs, rhs, false) }
+}
+
+/// [`matmul`], adding to `dst` instead of overwriting it when `accumulate`.
+///
+/// # Safety
+/// As [`matmul`]; `dst` must be initialised when `accumulate`.
+pub(super) unsafe fn matmul_into(m: usize, n: usize, k: usize, dst: (*mut f32, isize, isize), lhs: View, rhs: View, accumulate: bool) {
+    let alpha = if accumulate { 1.0 } else { 0.0 };
+    // SAFETY: the caller guarantees the views; dst = alpha·dst + lhs·rhs.
     unsafe {
         gemm::gemm(
-            m, n, k, dst.0, dst.1, dst.2, false, lhs.0, lhs.1, lhs.2, rhs.0, rhs.1, rhs.2, 0.0, 1.0, false, false, false,
+            m, n, k, dst.0, dst.1, dst.2, accumulate, lhs.0, lhs.1, lhs.2, rhs.0, rhs.1, rhs.2, alpha, 1.0, false, false, false,
             Parallelism::None,
         )
     }
+}
+
+/// Tiles (row cuts, column cuts) for an `m × n` result of a `2·m·n·k`-flop
+/// matmul: one tile below the threading threshold, else rows when there are
+/// many, columns when few (the cores then share the weight).
+fn tiling(m: usize, flops: usize) -> (usize, usize, bool) {
+    let threads = rayon::current_num_threads();
+    let par = parallel(flops);
+    let (rt, ct) = if !par {
+        (1, 1)
+    } else if m >= MIN_TILE_ROWS * threads {
+        ((m / MIN_TILE_ROWS).min(4 * threads), 1)
+    } else {
+        (1, threads)
+    };
+    (rt, ct, par)
+}
+
+/// The input gradient of [`linear`]: `dx[r, c] (+)= Σ_j dy[r, col0 + j]·W[j, c]`
+/// for `r < m`, `c < lin.k`, with `dy` of row stride `dys` (a column block of a
+/// wider buffer, like the fused q/k/v gradient). Weight gradients are never
+/// formed: explanations only read gradients w.r.t. the inputs.
+pub(super) fn linear_back(dy: &[f32], dys: usize, col0: usize, m: usize, lin: &Lin, dx: &mut [f32], accumulate: bool) {
+    let (n, k) = (lin.n, lin.k);
+    assert!(col0 + n <= dys && dy.len() >= m * dys && dx.len() >= m * k && lin.w.len() == n * k, "linear_back: shapes disagree");
+    let (row_tiles, col_tiles, par) = tiling(m, 2 * m * n * k);
+    let out = Out(dx.as_mut_ptr());
+    tasks(row_tiles * col_tiles, par, |t| {
+        let (rt, ct) = (t / col_tiles, t % col_tiles);
+        let (r0, r1) = (m * rt / row_tiles, m * (rt + 1) / row_tiles);
+        let cut = |c: usize| if c == col_tiles { k } else { (k * c / col_tiles) & !15 };
+        let (c0, c1) = (cut(ct), cut(ct + 1));
+        if r1 <= r0 || c1 <= c0 {
+            return;
+        }
+        // SAFETY: tiles cover disjoint blocks of `dx`; views stay inside the
+        // slices checked above (W read row-major, `[n, k]`).
+        unsafe {
+            matmul_into(
+                r1 - r0,
+                c1 - c0,
+                n,
+                (out.at(r0 * k + c0), 1, k as isize),
+                View(dy.as_ptr().add(r0 * dys + col0), 1, dys as isize),
+                View(lin.w.as_ptr().add(c0), 1, k as isize),
+                accumulate,
+            )
+        }
+    });
 }
 
 
@@ -100,16 +159,8 @@ pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, c
     if let Epilogue::Residual(r) = epi {
         assert!(r.len() >= m * n, "linear: residual too short");
     }
-    let threads = rayon::current_num_threads();
-    let par = parallel(2 * m * n * k);
     // Tiles: (row range, column range).
-    let (row_tiles, col_tiles) = if !par {
-        (1, 1)
-    } else if m >= MIN_TILE_ROWS * threads {
-        ((m / MIN_TILE_ROWS).min(4 * threads), 1)
-    } else {
-        (1, threads)
-    };
+    let (row_tiles, col_tiles, par) = tiling(m, 2 * m * n * k);
     let out = Out(y.as_mut_ptr());
     let tile = |t: usize| {
         let (rt, ct) = (t / col_tiles, t % col_tiles);

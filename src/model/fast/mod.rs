@@ -15,8 +15,12 @@
 //! `ops::set_fast(false)` (or `ops::set_fused(false)`) turns this path off.
 
 mod attention;
+mod backward;
+mod first_query;
 mod linear;
 mod rows;
+
+pub(super) use backward::{FastGradients, gradients};
 
 use super::encoder::{Encoder, EncoderInput, EncoderOutput, LayerNorm};
 use candle_core::{CpuStorage, Storage, StorageRef, Tensor};
@@ -101,7 +105,23 @@ pub(super) fn eligible(enc: &Encoder, input: &EncoderInput) -> bool {
 /// attention matrix (else only the last hidden state and the logits, for
 /// perturbation batches). `Ok(None)` when a weight is not a contiguous f32 CPU
 /// tensor: the caller then runs the candle graph.
+///
+/// Without `keep` the last layer runs for the first token only
+/// ([`first_query`]): the returned last hidden state is then `[batch, 1, hidden]`.
 pub(super) fn forward(enc: &Encoder, input: &EncoderInput, keep: bool) -> candle_core::Result<Option<EncoderOutput>> {
+    run(enc, input, keep, None, !keep)
+}
+
+/// [`forward`], recording on `tape` what the backward pass needs when given;
+/// `first_only` = the last layer for the first token only (not with `keep`).
+fn run(
+    enc: &Encoder,
+    input: &EncoderInput,
+    keep: bool,
+    mut tape: Option<&mut backward::Tape>,
+    first_only: bool,
+) -> candle_core::Result<Option<EncoderOutput>> {
+    debug_assert!(!(keep && first_only), "a first-token-only run keeps no attentions");
     let cfg = &enc.cfg;
     let (batch, len, emb) = input.word_embeds.dims3()?;
     let (hidden, heads) = (cfg.hidden_size, cfg.num_heads);
@@ -110,6 +130,12 @@ pub(super) fn forward(enc: &Encoder, input: &EncoderInput, keep: bool) -> candle
     }
     let rows_n = batch * len;
     let Some(mut x) = embeddings(enc, input, batch, len, emb)? else { return Ok(None) };
+    let Some(norm) = NormView::of(&enc.embed_norm, emb) else { return Ok(None) };
+    if let Some(t) = tape.as_deref_mut() {
+        t.embed_sum = x.clone();
+    }
+    norm.apply(&mut x);
+    drop(norm);
     if let Some(p) = &enc.embed_project {
         let Some(pv) = LinView::of(p) else { return Ok(None) };
         let lin = pv.lin();
@@ -129,6 +155,9 @@ pub(super) fn forward(enc: &Encoder, input: &EncoderInput, keep: bool) -> candle
     if mask.as_ref().is_some_and(|m| m.len() != rows_n) {
         candle_core::bail!("attention mask has {} values for {batch}×{len} tokens", mask.as_ref().map_or(0, Vec::len));
     }
+    if let Some(t) = tape.as_deref_mut() {
+        t.dims = attention::Dims { batch, len, heads, hidden };
+    }
     let dims = attention::Dims { batch, len, heads, hidden };
     let scale = 1.0 / ((hidden / heads) as f32).sqrt();
     let device = input.word_embeds.device();
@@ -139,31 +168,68 @@ pub(super) fn forward(enc: &Encoder, input: &EncoderInput, keep: bool) -> candle
     let mut ctx = vec![0f32; rows_n * hidden];
     let mut h = vec![0f32; rows_n * hidden];
     let mut inter = Vec::new();
-    for layer in &enc.layers {
+    let mut first_rows_only = false;
+    for (li, layer) in enc.layers.iter().enumerate() {
         let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
+        if first_only && li + 1 == enc.layers.len() {
+            x = first_query::forward(&v, &x, dims, scale, mask.as_deref(), cfg.activation, &mut qkv, tape.as_deref_mut());
+            first_rows_only = true;
+            break;
+        }
         let inter_n = v.ffn_in.w.dims[0];
         inter.resize(rows_n * inter_n, 0.0);
         for (i, l) in [&v.query, &v.key, &v.value].into_iter().enumerate() {
             linear(&x, rows_n, &l.lin(), &mut qkv, 3 * hidden, i * hidden, Epilogue::Bias);
         }
-        let mut probs = if keep { vec![0f32; batch * heads * len * len] } else { Vec::new() };
-        attention::attention(&qkv, dims, scale, mask.as_deref(), keep.then_some(probs.as_mut_slice()), &mut ctx);
-        if keep {
-            attentions.push(Tensor::from_vec(std::mem::take(&mut probs), (batch, heads, len, len), device)?);
-        }
+        let want_probs = keep || tape.is_some();
+        let mut probs = if want_probs { vec![0f32; batch * heads * len * len] } else { Vec::new() };
+        attention::attention(&qkv, dims, scale, mask.as_deref(), want_probs.then_some(probs.as_mut_slice()), &mut ctx);
         linear(&ctx, rows_n, &v.attn_out.lin(), &mut h, hidden, 0, Epilogue::Residual(&x));
+        let attn_sum = tape.is_some().then(|| h.clone());
         v.attn_norm.apply(&mut h);
-        linear(&h, rows_n, &v.ffn_in.lin(), &mut inter, inter_n, 0, Epilogue::Act(cfg.activation));
+        let ffn_pre = if tape.is_some() {
+            // The backward pass needs the activation's input.
+            linear(&h, rows_n, &v.ffn_in.lin(), &mut inter, inter_n, 0, Epilogue::Bias);
+            let pre = inter.clone();
+            rows::activate(&mut inter, cfg.activation);
+            pre
+        } else {
+            linear(&h, rows_n, &v.ffn_in.lin(), &mut inter, inter_n, 0, Epilogue::Act(cfg.activation));
+            Vec::new()
+        };
         let mut out = if keep { vec![0f32; rows_n * hidden] } else { std::mem::take(&mut x) };
         linear(&inter, rows_n, &v.ffn_out.lin(), &mut out, hidden, 0, Epilogue::Residual(&h));
+        let out_sum = tape.is_some().then(|| out.clone());
         v.out_norm.apply(&mut out);
+        match tape.as_deref_mut() {
+            Some(t) => {
+                if keep {
+                    attentions.push(Tensor::from_vec(probs.clone(), (batch, heads, len, len), device)?);
+                }
+                t.layers.push(backward::LayerTape {
+                    qkv: qkv.clone(),
+                    probs,
+                    attn_sum: attn_sum.unwrap_or_default(),
+                    ffn_pre,
+                    out_sum: out_sum.unwrap_or_default(),
+                    first_query: None,
+                });
+            }
+            None if keep => attentions.push(Tensor::from_vec(probs, (batch, heads, len, len), device)?),
+            None => {}
+        }
         let prev = std::mem::replace(&mut x, out);
         if keep {
             hidden_states.push(Tensor::from_vec(prev, (batch, len, hidden), device)?);
         }
     }
-    let cls: Vec<f32> = x.chunks(len * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect();
-    hidden_states.push(Tensor::from_vec(x, (batch, len, hidden), device)?);
+    let cls: Vec<f32> = if first_rows_only {
+        x.clone()
+    } else {
+        x.chunks(len * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect()
+    };
+    let last_len = if first_rows_only { 1 } else { len };
+    hidden_states.push(Tensor::from_vec(x, (batch, last_len, hidden), device)?);
     let logits = match &enc.head {
         Some(head) => Some(head.forward(&Tensor::from_vec(cls, (batch, hidden), device)?, super::encoder::RunMode::INFERENCE)?),
         None => None,
@@ -171,7 +237,7 @@ pub(super) fn forward(enc: &Encoder, input: &EncoderInput, keep: bool) -> candle
     Ok(Some(EncoderOutput { hidden_states, attentions, attention_probes: Vec::new(), logits }))
 }
 
-/// Word + position + type embeddings and their layer norm, `[batch·len, emb]`.
+/// Word + position + type embeddings, `[batch·len, emb]` (before their layer norm).
 fn embeddings(enc: &Encoder, input: &EncoderInput, batch: usize, len: usize, emb: usize) -> candle_core::Result<Option<Vec<f32>>> {
     let words = input.word_embeds.contiguous()?;
     let Some(wv) = View::of(&words) else { return Ok(None) };
@@ -196,8 +262,6 @@ fn embeddings(enc: &Encoder, input: &EncoderInput, batch: usize, len: usize, emb
             row.iter_mut().zip(&t[id * emb..(id + 1) * emb]).for_each(|(v, e)| *v += e);
         }
     }
-    let Some(norm) = NormView::of(&enc.embed_norm, emb) else { return Ok(None) };
-    norm.apply(&mut x);
     Ok(Some(x))
 }
 

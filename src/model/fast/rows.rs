@@ -4,7 +4,7 @@
 
 use super::linear::{Out, parallel, tasks};
 use crate::model::config::Activation;
-use crate::model::ops::gelu::{exp, gelu_erf_in_place, has_avx2};
+use crate::model::ops::gelu::{backward_chunk as gelu_erf_backward, exp, gelu_erf_in_place, has_avx2};
 
 /// The activation in place (exact GELU through the vectorised erf, like the
 /// fused candle path; tanh GELU as candle computes it; ReLU).
@@ -61,6 +61,89 @@ pub(super) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
         let part = unsafe { std::slice::from_raw_parts_mut(out.at(r0 * n), (r1 - r0) * n) };
         part.chunks_mut(n).for_each(|row| norm_row(row, w, b, eps));
     });
+}
+
+#[inline(always)]
+fn norm_back_body(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let r = 1.0 / (var + eps).sqrt();
+    // dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·w, x̂ = (x − mean)·r.
+    let (mut sg, mut sgx) = (0f32, 0f32);
+    for ((&xv, &wv), &g) in x.iter().zip(w).zip(dy) {
+        let gh = g * wv;
+        sg += gh;
+        sgx += gh * (xv - mean) * r;
+    }
+    let (mg, mgx) = (sg / n, sgx / n);
+    for (((o, &xv), &wv), &g) in dx.iter_mut().zip(x).zip(w).zip(dy) {
+        *o = r * (g * wv - mg - (xv - mean) * r * mgx);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn norm_back_avx2(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32]) {
+    norm_back_body(x, w, eps, dy, dx)
+}
+
+/// The layer norm's input gradient, row by row: `x` is the norm's input
+/// (`[m, n]`), `dy` the gradient of its output; `dx` is overwritten.
+pub(super) fn layer_norm_back(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32]) {
+    let n = w.len();
+    assert!(n > 0 && x.len() % n == 0 && dy.len() == x.len() && dx.len() == x.len(), "layer norm backward: shapes disagree");
+    let m = x.len() / n;
+    let par = parallel(12 * x.len());
+    let chunks = if par { rayon::current_num_threads() * 4 } else { 1 }.min(m);
+    let out = Out(dx.as_mut_ptr());
+    tasks(chunks, par, |c| {
+        let (r0, r1) = (m * c / chunks, m * (c + 1) / chunks);
+        // SAFETY: chunks are disjoint row ranges of `dx`.
+        let part = unsafe { std::slice::from_raw_parts_mut(out.at(r0 * n), (r1 - r0) * n) };
+        for (i, o) in part.chunks_mut(n).enumerate() {
+            let (xr, gr) = (&x[(r0 + i) * n..(r0 + i + 1) * n], &dy[(r0 + i) * n..(r0 + i + 1) * n]);
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2() {
+                // SAFETY: the CPU supports the features the function was compiled for.
+                unsafe { norm_back_avx2(xr, w, eps, gr, o) };
+                continue;
+            }
+            norm_back_body(xr, w, eps, gr, o);
+        }
+    });
+}
+
+/// `g ← g · act'(pre)` in place: the activation's backward, given its input.
+pub(super) fn activate_back(pre: &[f32], g: &mut [f32], a: Activation) {
+    assert_eq!(pre.len(), g.len(), "activation backward: shapes disagree");
+    match a {
+        Activation::Gelu => {
+            let par = parallel(40 * g.len());
+            let chunk = if par { g.len().div_ceil(rayon::current_num_threads() * 4).max(1) } else { g.len().max(1) };
+            let out = Out(g.as_mut_ptr());
+            tasks(g.len().div_ceil(chunk), par, |c| {
+                let (a0, a1) = (c * chunk, ((c + 1) * chunk).min(pre.len()));
+                // SAFETY: chunks are disjoint ranges of `g`; the backward reads
+                // each gradient before it writes it.
+                let part = unsafe { std::slice::from_raw_parts_mut(out.at(a0), a1 - a0) };
+                let upstream = part.to_vec();
+                gelu_erf_backward(&pre[a0..a1], &upstream, part);
+            });
+        }
+        Activation::GeluTanh => {
+            const C: f32 = 0.797_884_6; // √(2/π)
+            for (gv, &x) in g.iter_mut().zip(pre) {
+                let t = f32::tanh(C * x * (1.0 + 0.044715 * x * x));
+                *gv *= 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044715 * x * x);
+            }
+        }
+        Activation::Relu => g.iter_mut().zip(pre).for_each(|(gv, &x)| {
+            if x <= 0.0 {
+                *gv = 0.0
+            }
+        }),
+    }
 }
 
 #[inline(always)]

@@ -131,3 +131,156 @@ fn tiled_linear_matches_a_plain_loop() {
         assert!(y[r * ys..r * ys + 8].iter().all(|v| v.is_nan()), "columns before col0 were written");
     }
 }
+
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// Largest difference relative to the reference's largest magnitude.
+fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let scale = max_abs(want).max(1e-6);
+    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale
+}
+
+/// The hand-written backward against candle's autograd on the graph: chosen
+/// logits, embedding gradients, attentions and attention gradients, for one
+/// text and a padded batch with different targets. Tolerance: 1e-4 of the
+/// largest magnitude (the paths sum in different orders).
+fn check_gradients(name: &str) {
+    let model = load(name);
+    let single: &[&str] = &["the film was wonderful"];
+    let batch: &[&str] = &["the film was wonderful", "dull", "an unbelievably dull and overlong film, sadly"];
+    for texts in [single, batch] {
+        let what = format!("{name} ({} texts)", texts.len());
+        let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+        let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
+        let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
+        let (ids, types, pos, mask) = model.batch_input(&ids, &types).unwrap();
+        let embeds = model.encoder.embed_words(&ids).unwrap();
+        let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+        let targets: Vec<usize> = (0..texts.len()).map(|i| (i + 1) % model.labels().len()).collect();
+        let fast = model.encoder.gradients_fast(&input, &targets, true).unwrap().expect("fast backward ran");
+        let (chosen, g_emb, attentions, attn_grads) = model.gradients_graph(&input, &targets).unwrap();
+        let fast_chosen: Vec<f32> = targets.iter().zip(&fast.logits).map(|(&t, l)| l[t]).collect();
+        let d = rel_diff(&fast_chosen, &chosen);
+        assert!(d <= 1e-5, "{what}: chosen logits differ by {d:e}");
+        let d = rel_diff(&fast.embed_grads, &values(&g_emb));
+        assert!(d <= 1e-4, "{what}: embedding gradients differ by {d:e} of their scale");
+        assert!(max_abs(&fast.embed_grads) > 0.0, "{what}: zero embedding gradients");
+        assert_eq!(fast.attention_grads.len(), attn_grads.len(), "{what}: layer count");
+        for (l, ((a, b), (pa, pb))) in fast.attention_grads.iter().zip(&attn_grads).zip(fast.attentions.iter().zip(&attentions)).enumerate() {
+            let d = rel_diff(&values(a), &values(b));
+            assert!(d <= 1e-4, "{what}: attention gradients of layer {l} differ by {d:e} of their scale");
+            let d = max_diff(pa, pb);
+            assert!(d <= 1e-5, "{what}: attentions of layer {l} differ by {d:e}");
+        }
+        // Without attention outputs (integrated gradients) the last layer runs
+        // for the first token only; the gradients stay the same.
+        let lean = model.encoder.gradients_fast(&input, &targets, false).unwrap().expect("fast backward ran");
+        assert!(lean.attention_grads.is_empty() && lean.attentions.is_empty(), "{what}: attention kept when not asked");
+        let d = rel_diff(&lean.embed_grads, &values(&g_emb));
+        assert!(d <= 1e-4, "{what}: first-token-only embedding gradients differ by {d:e} of their scale");
+        let lean_chosen: Vec<f32> = targets.iter().zip(&lean.logits).map(|(&t, l)| l[t]).collect();
+        let d = rel_diff(&lean_chosen, &chosen);
+        assert!(d <= 1e-5, "{what}: first-token-only logits differ by {d:e}");
+    }
+}
+
+#[test]
+fn bert_and_distilbert_fast_backward_match_autograd() {
+    check_gradients("tiny-bert");
+    check_gradients("tiny-bert-f16");
+    check_gradients("tiny-distilbert");
+}
+
+#[test]
+fn roberta_electra_albert_fast_backward_match_autograd() {
+    check_gradients("tiny-roberta");
+    check_gradients("tiny-xlm-roberta");
+    check_gradients("tiny-electra");
+    check_gradients("tiny-albert");
+}
+
+#[test]
+fn bare_encoders_have_no_fast_gradients() {
+    let model = load("tiny-bert-encoder");
+    let enc = model.encode("a film").unwrap();
+    let (ids, types, pos, _) = model.batch_input(&[&enc.ids], &[&enc.type_ids]).unwrap();
+    let embeds = model.encoder.embed_words(&ids).unwrap();
+    let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: None };
+    assert!(model.encoder.gradients_fast(&input, &[0], true).unwrap().is_none());
+}
+
+/// `linear_back` with tiles, threads, a strided column block and accumulation,
+/// against a plain loop.
+#[test]
+fn tiled_linear_backward_matches_a_plain_loop() {
+    use super::linear::{Lin, linear_back};
+    let (m, n, k) = (300, 96, 200);
+    let val = |i: usize, s: f32| (i as f32 * 0.37 + s).sin() * 0.5;
+    let (dys, col0) = (n + 24, 16);
+    let dy: Vec<f32> = (0..m * dys).map(|i| val(i, 0.1)).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| val(i, 0.7)).collect();
+    let lin = Lin { w: &w, b: None, n, k };
+    let start: Vec<f32> = (0..m * k).map(|i| val(i, 2.1)).collect();
+    for accumulate in [false, true] {
+        let mut dx = start.clone();
+        linear_back(&dy, dys, col0, m, &lin, &mut dx, accumulate);
+        for r in 0..m {
+            for c in 0..k {
+                let mut want: f32 = (0..n).map(|j| dy[r * dys + col0 + j] * w[j * k + c]).sum();
+                if accumulate {
+                    want += start[r * k + c];
+                }
+                let got = dx[r * k + c];
+                assert!((got - want).abs() < 1e-4, "({r}, {c}) accumulate={accumulate}: {got} vs {want}");
+            }
+        }
+    }
+}
+
+/// Layer norm and activation backwards against central finite differences
+/// (in f64 sums of the f32 forward, step 1e-2 on O(1) inputs).
+#[test]
+fn row_backwards_match_finite_differences() {
+    use super::rows::{activate, activate_back, layer_norm, layer_norm_back};
+    use crate::model::config::Activation;
+    let n = 16;
+    let x: Vec<f32> = (0..2 * n).map(|i| (i as f32 * 0.91).sin() * 2.0).collect();
+    let w: Vec<f32> = (0..n).map(|i| 0.5 + (i as f32 * 0.3).cos()).collect();
+    let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.2).sin()).collect();
+    let g: Vec<f32> = (0..2 * n).map(|i| (i as f32 * 1.7).cos()).collect();
+    // Loss = Σ g·f(x); its derivative by x is the backward of g.
+    let loss = |f: &dyn Fn(&mut [f32]), x: &[f32]| {
+        let mut y = x.to_vec();
+        f(&mut y);
+        y.iter().zip(&g).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()
+    };
+    let numeric = |f: &dyn Fn(&mut [f32]), i: usize| {
+        let h = 1e-2f32;
+        let (mut p, mut m) = (x.clone(), x.clone());
+        p[i] += h;
+        m[i] -= h;
+        ((loss(f, &p) - loss(f, &m)) / (2.0 * h as f64)) as f32
+    };
+    let norm = |v: &mut [f32]| layer_norm(v, &w, &b, 1e-5);
+    let mut dx = vec![0f32; 2 * n];
+    layer_norm_back(&x, &w, 1e-5, &g, &mut dx);
+    for i in 0..2 * n {
+        let want = numeric(&norm, i);
+        assert!((dx[i] - want).abs() < 2e-3, "layer norm, {i}: {} vs {want}", dx[i]);
+    }
+    for a in [Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
+        let act = |v: &mut [f32]| activate(v, a);
+        let mut dg = g.clone();
+        activate_back(&x, &mut dg, a);
+        for i in 0..2 * n {
+            if a == Activation::Relu && x[i].abs() < 0.05 {
+                continue; // the kink
+            }
+            let want = numeric(&act, i);
+            assert!((dg[i] - want).abs() < 2e-3, "{a:?}, {i}: {} vs {want}", dg[i]);
+        }
+    }
+}

@@ -95,7 +95,8 @@ fn forward_chunk(x: &[f32], y: &mut [f32]) {
     forward_body(x, y)
 }
 
-fn backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
+/// `dx = g · (Φ(x) + x·φ(x))`, the exact GELU's backward, on the calling thread.
+pub(crate) fn backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as above.
