@@ -45,6 +45,10 @@ declare -A VARIANT=(
   [donlynopos]="--decomposition value_norm,alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position"
   # dcls with a smaller network (16 hidden units)
   [dsmall]="--decomposition value_norm,alti --drop token_to_cls,received,self_attn --hidden 16"
+  # ALTI alone (per-layer and rolled-out share per bin) + the special flag
+  [aonly]="--decomposition alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position"
+  # aonly with a smaller network (8 hidden units)
+  [aonlysmall]="--decomposition alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position --hidden 8"
   # attention only, as scripts/transfer.sh (for runs with other TASKS)
   [att]=""
   [attcls]="--drop token_to_cls,received,self_attn"
