@@ -20,8 +20,9 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 /// `e^x` to about 2 ulp for `x` in f32's range, in plain arithmetic that
 /// vectorises (Cephes `expf`: range reduction by ln 2, degree-6 polynomial).
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
+pub(crate) fn exp(input: f32) -> f32 {
+    // NaN → −87 here (`max` returns the number), and back to NaN at the end.
+    let x = input.max(-87.0).min(88.0);
     // Round x·log2(e) to nearest without a `round` call (1.5·2²³ trick).
     const SHIFT: f32 = 12_582_912.0;
     let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
@@ -33,7 +34,13 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // `as i32` saturates (NaN → 0), which LLVM cannot vectorise: every lane
+    // went through a scalar convert. After the clamp `n` is an integer in
+    // [−126, 127], where the unchecked conversion is exact.
+    // SAFETY: `x` is finite, so `n` is an integer within i32's range (see above).
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    let y = e * f32::from_bits(((n + 127) as u32) << 23);
+    if input.is_nan() { input } else { y }
 }
 
 /// (Φ(x), φ(x)): normal CDF and density.

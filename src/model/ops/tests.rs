@@ -103,6 +103,10 @@ fn exp_is_accurate_over_the_f32_range() {
         let (got, want) = (super::gelu::exp(x), x.exp());
         assert!((got - want).abs() <= want * 1e-6, "exp({x}) = {got}, want {want}");
     }
+    // Out of range: clamped (a masked score of −1e9 gives ≈ 0); NaN stays NaN.
+    assert!(super::gelu::exp(-1e9) < 1e-37 && super::gelu::exp(f32::NEG_INFINITY) < 1e-37);
+    assert!(super::gelu::exp(1e9).is_finite() && super::gelu::exp(1e9) > 1e38);
+    assert!(super::gelu::exp(f32::NAN).is_nan(), "NaN must not turn into a number");
 }
 
 #[test]
