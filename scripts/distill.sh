@@ -4,9 +4,13 @@
 # sentences (seeded 85/15 split into train and validation), the first 300
 # SST-2 test sentences held out (never used for a choice).
 # Usage: scripts/distill.sh [OUTDIR] [VARIANT...]   (default OUTDIR ~/.cache/expnet-models/distill)
+# EXPNET_BIN=path uses that binary instead of building.
 #   LIMIT=2300 (default): the 2,000-text table (1,955 train / 345 validation).
 #   LIMIT=800 scripts/distill.sh OUT w1-attention w1-lens w1-hidden w1-all w1-all-mse w1-all-rank score-all
 #     : the first table (680 train / 120 validation, window ±1 rows).
+# TASK=hx: the same on HateXplain (train posts; the first 300 test posts held out)
+#   with the quick HateXplain classifier of docs/MODELS.md (HX_MODEL=folder to
+#   use another); file names get a -hx suffix.
 # The teacher cache is shared by every variant, so only the first run pays for the teacher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +19,20 @@ shift || true
 DATA=${DATA:-../shared/data}
 LIMIT=${LIMIT:-2300}
 mkdir -p "$OUT"
-cargo build --release --quiet
-E=target/release/expnet
-common=(--teacher occlusion --input "sst:$DATA/sst#train" --limit "$LIMIT" --val-fraction 0.15
-        --test "sst:$DATA/sst#test" --test-limit 300 --cache "$OUT/occlusion-sst.teacher.jsonl" --no-register)
+[ -n "${EXPNET_BIN:-}" ] || cargo build --release --quiet
+E=${EXPNET_BIN:-target/release/expnet}
+TASK=${TASK:-sst}
+case $TASK in
+  sst) MODEL=(); SET="sst:$DATA/sst"; SFX="" ;;
+  hx) HX=${HX_MODEL:-$HOME/.cache/expnet-models/minilm-hatexplain-quick}
+      [ -f "$HX/config.json" ] || { echo "no HateXplain classifier at $HX (docs/MODELS.md rebuilds it)" >&2; exit 2; }
+      MODEL=(--model "$HX"); SET="hatexplain:$DATA/hatexplain"; SFX="-hx" ;;
+  *) echo "TASK must be sst or hx" >&2; exit 2 ;;
+esac
+common=("${MODEL[@]}" --teacher occlusion --input "$SET#train" --limit "$LIMIT" --val-fraction 0.15
+        --test "$SET#test" --test-limit 300 --cache "$OUT/occlusion-$TASK.teacher.jsonl" --no-register)
 run() { # NAME ARGS...
-  local name=$1; shift
+  local name=$1$SFX; shift
   $E distill "${common[@]}" "$@" --out "$OUT/$name-$LIMIT.safetensors" > "$OUT/$name-$LIMIT.json" 2> "$OUT/$name-$LIMIT.log"
 }
 variants=("$@")
@@ -48,7 +60,7 @@ for v in "${variants[@]}"; do
   esac
 done
 # Faithfulness and cost of a student and its teacher on the same 300 test sentences, one run.
-if [ -f "$OUT/all-$LIMIT.safetensors" ]; then
-  $E eval --data "sst:$DATA/sst" --split test --limit 300 --expnet "$OUT/all-$LIMIT.safetensors" \
-    --methods expnet,occlusion --format markdown > "$OUT/eval-all-$LIMIT.md"
+if [ -f "$OUT/all$SFX-$LIMIT.safetensors" ]; then
+  $E eval "${MODEL[@]}" --data "$SET" --split test --limit 300 --expnet "$OUT/all$SFX-$LIMIT.safetensors" \
+    --methods expnet,occlusion --format markdown > "$OUT/eval-all$SFX-$LIMIT.md"
 fi

@@ -32,9 +32,9 @@ pub struct BenchArgs {
     /// JSON written by `scripts/bench_python.py --json` on the same machine.
     #[arg(long)]
     pub peer: Option<String>,
-    /// Encoder kernels: `fused` (default: the hand-written inference forward and
-    /// the fused custom ops in gradient passes), `graph` (the fused ops inside
-    /// candle's graph, no hand-written forward), `candle` (candle's elementary
+    /// Encoder kernels: `fused` (default: the hand-written forward and backward
+    /// passes, fused custom ops wherever candle's graph still runs), `graph` (the
+    /// fused ops inside candle's graph, nothing hand-written), `candle` (candle's elementary
     /// ops and candle-nn's Linear), `both` (= `fused,candle`), or a comma list of
     /// these: the first fills the main columns, each other one alternates with
     /// it in every repeat (same run, same load) and adds its ms and the speed-up.
@@ -159,7 +159,7 @@ fn cancel_latency_ms(method: &dyn Attribution, input: &ExplainInput, after_ms: f
 enum Kernels {
     /// Hand-written inference forward + fused custom ops (the default).
     Fused,
-    /// Fused custom ops inside candle's graph, no hand-written forward.
+    /// Fused custom ops inside candle's graph, no hand-written forward or backward.
     Graph,
     /// candle's elementary ops.
     Candle,

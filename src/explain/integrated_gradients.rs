@@ -137,10 +137,12 @@ impl Attribution for IntegratedGradients {
             })
             .collect();
         // Completeness: Σ attributions should equal f(x) − f(x′).
-        let (ends, _) = model.logit_and_embedding_grads(enc, &[x0.clone(), x.clone()], input.target)?;
+        // Logits only (no backward): the baseline is the [PAD]-id sequence, so
+        // its embeddings are exactly `x0`.
+        let ends = model.logits_batch(&[&baseline_ids, &enc.ids], &[&enc.type_ids, &enc.type_ids])?;
         passes += 2;
         let total: f64 = scores.iter().map(|&v| v as f64).sum();
-        let gap = (total - (ends[1] - ends[0]) as f64).abs();
+        let gap = (total - (ends[1][input.target] - ends[0][input.target]) as f64).abs();
         Ok(Explanation { scores, forward_passes: passes, notes: vec![("completeness_gap".into(), gap)] })
     }
 }

@@ -220,6 +220,22 @@ impl Model {
     /// Logits for a batch of id sequences (padded internally); needs a head.
     pub fn logits_batch(&self, ids: &[&[u32]], type_ids: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         anyhow::ensure!(self.is_classifier(), "{} is a bare encoder without a classification head (hint: this needs a *ForSequenceClassification model)", self.name);
+        let workers = logits_workers(ids.len());
+        if workers > 1 {
+            // Halves on separate threads, each kernel single-threaded inside.
+            let half = ids.len().div_ceil(2);
+            let (a, b) = rayon::join(
+                || fast::serial(|| self.logits_batch_one(&ids[..half], &type_ids[..half])),
+                || fast::serial(|| self.logits_batch_one(&ids[half..], &type_ids[half..])),
+            );
+            let mut a = a?;
+            a.extend(b?);
+            return Ok(a);
+        }
+        self.logits_batch_one(ids, type_ids)
+    }
+
+    fn logits_batch_one(&self, ids: &[&[u32]], type_ids: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         let (ids, types, pos, mask) = self.batch_input(ids, type_ids)?;
         let embeds = self.encoder.embed_words(&ids)?;
         let logits = self.encoder.logits(&EncoderInput {
@@ -309,6 +325,14 @@ impl Model {
     pub fn run(&self, input: &EncoderInput, mode: RunMode) -> anyhow::Result<EncoderOutput> {
         Ok(self.encoder.forward(input, mode)?)
     }
+}
+
+/// Encoder workers for a logits batch of `rows` sequences (1 or 2);
+/// `EXPNET_LOGITS_WORKERS` overrides (for measuring).
+fn logits_workers(rows: usize) -> usize {
+    let forced = std::env::var("EXPNET_LOGITS_WORKERS").ok().and_then(|v| v.parse::<usize>().ok());
+    let w = forced.unwrap_or(1).clamp(1, 2);
+    if rows >= 2 && rayon::current_num_threads() >= 2 { w } else { 1 }
 }
 
 /// `[1, heads, n, n]` per layer → flat [`Attentions`].

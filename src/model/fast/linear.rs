@@ -69,7 +69,22 @@ pub(super) fn tasks(count: usize, parallel: bool, f: impl Fn(usize) + Sync + Sen
 
 /// Whether a job of `flops` is worth the thread pool.
 pub(super) fn parallel(flops: usize) -> bool {
-    flops >= PAR_FLOPS && rayon::current_num_threads() > 1
+    flops >= PAR_FLOPS && rayon::current_num_threads() > 1 && !SERIAL.with(std::cell::Cell::get)
+}
+
+thread_local! {
+    /// Set while this thread runs one of several encoder workers
+    /// ([`serial`]): its kernels then stay on it.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every kernel of the hand-written encoder on the calling
+/// thread (a worker of a split batch, see `Model::logits_batch`).
+pub(crate) fn serial<T>(f: impl FnOnce() -> T) -> T {
+    let before = SERIAL.with(|s| s.replace(true));
+    let out = f();
+    SERIAL.with(|s| s.set(before));
+    out
 }
 
 /// A strided f32 matrix view for [`matmul`]: base pointer, column stride, row stride.

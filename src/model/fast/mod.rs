@@ -1,5 +1,6 @@
-//! A hand-written inference forward pass for the post-norm encoders (BERT,
-//! RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT) on the CPU, in f32.
+//! A hand-written forward pass for the post-norm encoders (BERT, RoBERTa,
+//! XLM-R, DistilBERT, ELECTRA, ALBERT) on the CPU, in f32, and its backward
+//! for the gradients explanations read ([`backward`]).
 //!
 //! At 8–128 tokens candle's per-op costs (an allocation and a thread-pool
 //! dispatch per op, q/k/v and context transposes made contiguous) outweigh the
@@ -9,9 +10,10 @@
 //! residual, GELU, layer norm and softmax as one row-wise loop each.
 //!
 //! candle stays the tensor library: inputs and outputs are candle tensors and
-//! the classification head runs on candle. Every other case — gradients,
-//! attention probes, dropout, DeBERTa's relative terms, ModernBERT, non-f32
-//! or non-CPU tensors — keeps the candle graph ([`super::encoder::Encoder::forward`]).
+//! the classification head runs on candle (its backward too). Every other
+//! case — training (weight gradients, dropout), DeBERTa's relative terms,
+//! ModernBERT, non-f32 or non-CPU tensors — keeps the candle graph
+//! ([`super::encoder::Encoder::forward`]).
 //! `ops::set_fast(false)` (or `ops::set_fused(false)`) turns this path off.
 
 mod attention;
@@ -21,6 +23,7 @@ mod linear;
 mod rows;
 
 pub(super) use backward::{FastGradients, gradients};
+pub(super) use linear::serial;
 
 use super::encoder::{Encoder, EncoderInput, EncoderOutput, LayerNorm};
 use candle_core::{CpuStorage, Storage, StorageRef, Tensor};

@@ -202,6 +202,37 @@ fn roberta_electra_albert_fast_backward_match_autograd() {
     check_gradients("tiny-albert");
 }
 
+/// The embedded MiniLM classifier (384 wide, 12 heads, 6 layers) on a padded
+/// batch of ~40 tokens: large enough that every kernel takes its threaded
+/// path (tiles, parallel heads, chunked norms), which the tiny fixtures never do.
+#[test]
+fn real_size_fast_backward_matches_autograd() {
+    let model = Model::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/minilm-sst2")).unwrap();
+    let long = "an unbelievably dull , overlong and self-satisfied film whose few good moments , a fine score and two \
+                committed performances , cannot rescue a script that never decides what it wants to say";
+    let texts = [long, "a quietly wonderful film"];
+    let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    assert!(encs[0].len() >= 36, "the long text should have ~40 pieces, has {}", encs[0].len());
+    let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
+    let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
+    let (ids, types, pos, mask) = model.batch_input(&ids, &types).unwrap();
+    let embeds = model.encoder.embed_words(&ids).unwrap();
+    let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+    let targets = [0, 1];
+    let (chosen, g_emb, _, attn_grads) = model.gradients_graph(&input, &targets).unwrap();
+    for with_attention in [true, false] {
+        let fast = model.encoder.gradients_fast(&input, &targets, with_attention).unwrap().expect("fast backward ran");
+        let fast_chosen: Vec<f32> = targets.iter().zip(&fast.logits).map(|(&t, l)| l[t]).collect();
+        assert!(rel_diff(&fast_chosen, &chosen) <= 1e-5, "logits {fast_chosen:?} vs {chosen:?}");
+        let d = rel_diff(&fast.embed_grads, &values(&g_emb));
+        assert!(d <= 1e-4, "embedding gradients differ by {d:e} of their scale (attention: {with_attention})");
+        for (l, (a, b)) in fast.attention_grads.iter().zip(&attn_grads).enumerate() {
+            let d = rel_diff(&values(a), &values(b));
+            assert!(d <= 1e-4, "attention gradients of layer {l} differ by {d:e} of their scale");
+        }
+    }
+}
+
 #[test]
 fn bare_encoders_have_no_fast_gradients() {
     let model = load("tiny-bert-encoder");
