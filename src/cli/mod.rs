@@ -10,6 +10,7 @@ pub mod finetune;
 pub mod inspect;
 pub mod methods;
 pub mod train;
+pub mod train_decomp;
 pub mod tui;
 pub mod tui_backend;
 pub mod tui_distill;

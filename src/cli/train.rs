@@ -57,12 +57,17 @@ pub struct TrainArgs {
     /// (implies --pooling stats). 0 = per-layer features for this model only.
     #[arg(long, default_value_t = 0)]
     pub depth_bins: usize,
+    /// Decomposition feature groups per depth bin, comma-separated: value_norm
+    /// (attention × transformed value norm), alti, globenc (the token's share of
+    /// [CLS], per layer and rolled out); needs --depth-bins. Cached per group.
+    #[arg(long)]
+    pub decomposition: Option<String>,
     /// Feature cache folder.
     #[arg(long, default_value = ".expnet-cache")]
     pub cache: PathBuf,
 }
 
-fn parse_spec(s: &str) -> anyhow::Result<(String, Split)> {
+pub(crate) fn parse_spec(s: &str) -> anyhow::Result<(String, Split)> {
     match s.rsplit_once('#') {
         Some((spec, split)) => Ok((spec.to_owned(), split.parse()?)),
         None => Ok((s.to_owned(), Split::Train)),
@@ -125,9 +130,17 @@ pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
     if *spec == raw_spec {
         return Ok(set);
     }
+    let ids: Vec<String> = set.examples.iter().map(|e| e.id.clone()).collect();
+    let decomposition = super::train_decomp::decomposition_rows(model, spec_str, spec, &ids, cache)?;
     let mut derived = TrainingSet::new(spec.clone(), &set.model_id, &set.data_spec);
-    for mut ex in set.examples {
-        ex.features = derive_shaped(spec, &ex.features, &ex.special, layers, heads)?;
+    for (i, mut ex) in set.examples.into_iter().enumerate() {
+        let mut rows = derive_shaped(spec, &ex.features, &ex.special, layers, heads)?;
+        if let Some(raw) = decomposition.get(i) {
+            let columns = crate::expnet::decomp_features::derive(spec, raw, &ex.special, layers, heads)
+                .with_context(|| format!("example {}", ex.id))?;
+            rows.iter_mut().zip(columns).for_each(|(r, c)| r.extend(c));
+        }
+        ex.features = rows;
         derived.push(ex)?;
     }
     Ok(derived)
@@ -152,10 +165,7 @@ fn raw_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
         if i % 50 == 0 {
             let _ = write!(std::io::stderr(), "\rextracting features {spec_str}: {i}/{}   ", with.len());
         }
-        let enc = match ex.text_pair() {
-            Some(p) => model.encode_pair(&ex.text(), &p)?,
-            None => model.encode(&ex.text())?,
-        };
+        let enc = encode_example(model, ex)?;
         let fwd = model.forward(&enc)?;
         let gold: Vec<f32> = ex.binary_rationale(0.5).expect("filtered").iter().map(|&b| b as u8 as f32).collect();
         let labels = word_to_piece_labels(&gold, &example_piece_map(ex, &enc.tokens));
@@ -167,6 +177,14 @@ fn raw_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
     Ok(set)
 }
 
+/// The encoding of one example (text, or premise and hypothesis).
+pub(crate) fn encode_example(model: &Model, ex: &data::Example) -> anyhow::Result<crate::model::Encoding> {
+    match ex.text_pair() {
+        Some(p) => model.encode_pair(&ex.text(), &p),
+        None => model.encode(&ex.text()),
+    }
+}
+
 pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let model = load_model(args.model.as_deref())?;
     let mut spec = feature_spec(model.num_layers(), model.num_heads(), &args.pooling, &args.normalization)?;
@@ -174,9 +192,14 @@ pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         // Groups may still be dropped; layers may not (validate says so).
         spec = FeatureSpec::shape_free(model.num_layers(), model.num_heads(), args.depth_bins, spec.normalization);
     }
+    if let Some(groups) = &args.decomposition {
+        spec.decomposition = crate::expnet::DecompositionGroups::parse(groups)?;
+        spec.decomposition.check_model(&model)?;
+    }
     if let Some(drop) = &args.drop {
         apply_drop(&mut spec, drop)?;
     }
+    spec.validate()?;
     let mut others = SourceModels::default();
     let mut train_set = TrainingSet::new(spec.clone(), &model.name, &args.data);
     for part in args.data.split(',') {

@@ -8,6 +8,7 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::decomp_features::DecompositionGroups;
 use crate::model::Attentions;
 
 /// How per-head values enter the feature vector.
@@ -80,6 +81,11 @@ pub struct FeatureSpec {
     /// training model's shape. 0 (the default, and older files) = per layer.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub depth_bins: usize,
+    /// Decomposition groups (value norms, ALTI, GlobEnc) per depth bin, after
+    /// the special flag ([`super::decomp_features`]); shape-free specs only,
+    /// off in older files.
+    #[serde(default, skip_serializing_if = "DecompositionGroups::is_off")]
+    pub decomposition: DecompositionGroups,
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -147,6 +153,9 @@ pub struct FeatureSource<'a> {
     pub decision: &'a [Vec<f32>],
     /// Class whose decision is explained.
     pub target: usize,
+    /// Raw rows of [`super::decomp_features::raw_rows`] when the spec reads
+    /// decomposition groups, else empty.
+    pub decomposition: &'a [Vec<f32>],
 }
 
 /// The attention groups in column order, with their names.
@@ -171,6 +180,7 @@ impl FeatureSpec {
             dropped_layers: Vec::new(),
             signals: ForwardSignals::default(),
             depth_bins: 0,
+            decomposition: DecompositionGroups::default(),
         }
     }
 
@@ -215,7 +225,11 @@ impl FeatureSpec {
 
     /// Total feature columns per token.
     pub fn dim(&self) -> usize {
-        self.attention_dim() + self.relative_position as usize + self.special_flag as usize + self.signals.width(self.layers, self.heads)
+        self.attention_dim()
+            + self.relative_position as usize
+            + self.special_flag as usize
+            + self.decomposition.width(self.depth_bins)
+            + self.signals.width(self.layers, self.heads)
     }
 
     /// Column names in order, for diagnostics and feature-importance reports.
@@ -245,6 +259,7 @@ impl FeatureSpec {
         if self.special_flag {
             names.push("special_flag".into());
         }
+        names.extend(self.decomposition.feature_names(self.depth_bins));
         let sig = &self.signals;
         for k in 0..sig.hidden_layers {
             let l = self.layers + 1 - sig.hidden_layers + k;
@@ -294,6 +309,10 @@ impl FeatureSpec {
             self.layers
         );
         anyhow::ensure!(sig.hidden_layers == 0 || sig.hidden_size > 0, "feature spec reads hidden states of width 0");
+        anyhow::ensure!(
+            self.is_shape_free() || self.decomposition.is_off(),
+            "decomposition features are per depth bin (hint: add --depth-bins N to --decomposition)"
+        );
         if self.is_shape_free() {
             anyhow::ensure!(
                 self.head_pooling == HeadPooling::Stats && self.dropped_layers.is_empty() && sig.is_off(),
@@ -311,6 +330,15 @@ impl FeatureSpec {
 /// do not dominate them. Equivalent to [`derive`] applied to [`extract_raw`],
 /// which is how it is computed, so cached raw features give identical rows.
 pub fn extract(spec: &FeatureSpec, attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<Vec<f32>>> {
+    anyhow::ensure!(
+        spec.decomposition.is_off(),
+        "this ExpNet reads decomposition features, which need the model's weights and hidden states, not only attentions (hint: score it as the expnet method of a loaded model)"
+    );
+    extract_attention(spec, attn, special)
+}
+
+/// [`extract`] without the decomposition columns.
+fn extract_attention(spec: &FeatureSpec, attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<Vec<f32>>> {
     spec.check_shape(attn.layers, attn.heads)?;
     let raw = extract_raw(attn, special)?;
     derive_shaped(spec, &raw, special, attn.layers, attn.heads)
@@ -364,6 +392,8 @@ pub fn derive(spec: &FeatureSpec, raw: &[Vec<f32>], special: &[bool]) -> anyhow:
 
 /// [`derive`] for raw rows of a `layers × heads` encoder, which may differ
 /// from the spec's own shape when the spec is shape-free.
+/// Decomposition columns are not in the raw rows: append them with
+/// [`super::decomp_features::derive`].
 pub fn derive_shaped(
     spec: &FeatureSpec,
     raw: &[Vec<f32>],
@@ -411,10 +441,16 @@ pub fn derive_shaped(
     Ok(rows)
 }
 
-/// Rows for a spec with [`ForwardSignals`]: the attention rows of
-/// [`extract`], then the hidden-state, lens and target columns.
+/// Rows for a spec with [`ForwardSignals`] or decomposition groups: the
+/// attention rows of [`extract`], then the decomposition, hidden-state, lens
+/// and target columns.
 pub fn extract_full(spec: &FeatureSpec, src: &FeatureSource) -> anyhow::Result<Vec<Vec<f32>>> {
-    let mut rows = extract(spec, src.attentions, src.special)?;
+    let mut rows = extract_attention(spec, src.attentions, src.special)?;
+    if !spec.decomposition.is_off() {
+        let (l, h) = (src.attentions.layers, src.attentions.heads);
+        let columns = super::decomp_features::derive(spec, src.decomposition, src.special, l, h)?;
+        rows.iter_mut().zip(columns).for_each(|(r, c)| r.extend(c));
+    }
     let sig = &spec.signals;
     if sig.is_off() {
         return Ok(rows);
@@ -533,7 +569,7 @@ fn pool_heads(pooling: HeadPooling, vals: &[f32], out: &mut Vec<f32>) {
 /// Reference statistics come from non-special tokens (all tokens if every
 /// token is special); special tokens are transformed with the same
 /// statistics so that neighbour features stay on one scale.
-fn normalize_columns(norm: Normalization, rows: &mut [Vec<f32>], cols: usize, special: &[bool]) {
+pub(super) fn normalize_columns(norm: Normalization, rows: &mut [Vec<f32>], cols: usize, special: &[bool]) {
     if norm == Normalization::Global || rows.is_empty() {
         return;
     }

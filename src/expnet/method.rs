@@ -53,6 +53,7 @@ impl ExpNetMethod {
         );
         let lens = lens_logits(model, forward, self.net.spec().signals.lens_layers)?;
         let decision = decision_features(model, forward, target, self.net.spec().signals.decision)?;
+        let decomposition = decomposition_features(model, forward, &self.net.spec().decomposition)?;
         let src = FeatureSource {
             attentions: &forward.attentions,
             special: &special,
@@ -60,6 +61,7 @@ impl ExpNetMethod {
             lens: &lens,
             decision: &decision,
             target,
+            decomposition: &decomposition,
         };
         let scores = self.net.score_source(&src)?;
         Ok(Explanation { scores, forward_passes: 0, notes: Vec::new() })
@@ -73,6 +75,16 @@ pub fn decision_features(model: Option<&Model>, forward: &ForwardOutput, target:
     }
     let model = model.ok_or_else(|| anyhow::anyhow!("this ExpNet reads the model's decision direction: it needs the model"))?;
     super::decision::decision_rows(model, forward, target)
+}
+
+/// [`super::decomp_features::raw_rows`] when the spec reads decomposition groups, else no rows.
+pub fn decomposition_features(model: Option<&Model>, forward: &ForwardOutput, groups: &super::DecompositionGroups) -> anyhow::Result<Vec<Vec<f32>>> {
+    if groups.is_off() {
+        return Ok(Vec::new());
+    }
+    let model = model.ok_or_else(|| anyhow::anyhow!("this ExpNet reads decomposition features (value norms, ALTI): it needs the model"))?;
+    groups.check_model(model)?;
+    super::decomp_features::raw_rows(groups, model, forward)
 }
 
 /// The head's logits on every token's hidden state after each of the last

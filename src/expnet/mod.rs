@@ -8,6 +8,7 @@
 
 mod context;
 pub mod decision;
+pub mod decomp_features;
 pub mod distill;
 pub mod features;
 pub mod method;
@@ -17,6 +18,7 @@ mod st;
 pub mod teacher;
 pub mod train;
 
+pub use decomp_features::DecompositionGroups;
 pub use features::{FeatureSource, FeatureSpec, ForwardSignals, HeadPooling, Normalization, extract, extract_full};
 pub use method::ExpNetMethod;
 pub use net::{Activation, ExpNet, ExpNetInfo, FORMAT_VERSION, NetConfig, OutputKind, TrainingSummary};

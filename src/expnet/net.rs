@@ -298,6 +298,7 @@ impl ExpNet {
     /// whether it was trained for this model: see [`super::provenance`].
     pub fn check_applicable(&self, model: &crate::model::Model) -> anyhow::Result<()> {
         self.check_compatible(model.num_layers(), model.num_heads())?;
+        self.spec.decomposition.check_model(model)?;
         let sig = &self.spec.signals;
         anyhow::ensure!(
             sig.hidden_layers == 0 || sig.hidden_size == model.config().hidden_size,
