@@ -5,7 +5,7 @@
 # that task's classifier, next to every forward-only and gradient baseline.
 #   scripts/transfer.sh [OUTDIR]      (default ~/.cache/expnet-models/transfer)
 # Classifiers: the embedded SST-2 one, and quick HateXplain / e-SNLI ones
-# rebuilt here when missing (1 epoch on 4,000 / 2,000 examples, max 64 tokens;
+# rebuilt here when missing (1 epoch on 4,000 examples each, max 64 tokens;
 # smaller than docs/MODELS.md's HateXplain classifier, to fit a session).
 # Every step is skipped when its output exists, so a rerun resumes.
 # EXPNET_BIN=path uses that binary instead of building; TASKS="sst hx nli" adds e-SNLI.
@@ -26,7 +26,7 @@ HX=$M/minilm-hatexplain-quick
 NLI=$M/minilm-esnli-quick
 [ -f "$HX/config.json" ] || $E finetune --base "$BASE" --data "hatexplain:$D/hatexplain" --out "$HX" --epochs 1 --max-len 64 --limit 4000
 if [[ " $TASKS " == *" nli "* ]]; then
-  [ -f "$NLI/config.json" ] || $E finetune --base "$BASE" --data "esnli:$D/esnli#dev" --out "$NLI" --epochs 1 --max-len 64 --limit 2000
+  [ -f "$NLI/config.json" ] || $E finetune --base "$BASE" --data "esnli:$D/esnli#dev" --out "$NLI" --epochs 1 --max-len 64 --limit 4000
 fi
 declare -A MODEL=([sst]=$SST [hx]=$HX [nli]=$NLI)
 declare -A TRAIN=([sst]="sst:$D/sst" [hx]="hatexplain:$D/hatexplain#dev" [nli]="esnli:$D/esnli#dev")
