@@ -409,6 +409,12 @@ impl Encoder {
         self.word_embeddings.embeddings()
     }
 
+    /// Whether this encoder's runs can take the hand-written path at all
+    /// (its family and the switches; the input is checked per run).
+    pub(super) fn fast_capable(&self) -> bool {
+        super::ops::fast() && self.relative.is_none() && self.modern.is_none() && !self.project_before_norm
+    }
+
     /// Whether a run in `mode` may take the hand-written path ([`super::fast`]).
     fn fast_path(&self, input: &EncoderInput, mode: RunMode) -> bool {
         !mode.differentiable && !mode.attention_probes && mode.dropout.is_none_or(|p| p == 0.0) && super::fast::eligible(self, input)

@@ -220,7 +220,8 @@ impl Model {
     /// Logits for a batch of id sequences (padded internally); needs a head.
     pub fn logits_batch(&self, ids: &[&[u32]], type_ids: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         anyhow::ensure!(self.is_classifier(), "{} is a bare encoder without a classification head (hint: this needs a *ForSequenceClassification model)", self.name);
-        let workers = logits_workers(ids.len());
+        // (The candle graph has its own threading: only the hand-written path splits.)
+        let workers = if self.encoder.fast_capable() && self.device.is_cpu() { logits_workers(ids.len()) } else { 1 };
         if workers > 1 {
             // Halves on separate threads, each kernel single-threaded inside.
             let half = ids.len().div_ceil(2);
@@ -327,11 +328,14 @@ impl Model {
     }
 }
 
-/// Encoder workers for a logits batch of `rows` sequences (1 or 2);
-/// `EXPNET_LOGITS_WORKERS` overrides (for measuring).
+/// Encoder workers for a logits batch of `rows` sequences: two when the
+/// pool has two threads. Two single-threaded encoders on half a batch each
+/// beat one two-threaded encoder by 1.26–1.42× on occlusion and KernelSHAP
+/// batches (docs/PERFORMANCE.md): no synchronisation inside the layers.
+/// `EXPNET_LOGITS_WORKERS=1` turns it off (for measuring).
 fn logits_workers(rows: usize) -> usize {
     let forced = std::env::var("EXPNET_LOGITS_WORKERS").ok().and_then(|v| v.parse::<usize>().ok());
-    let w = forced.unwrap_or(1).clamp(1, 2);
+    let w = forced.unwrap_or(2).clamp(1, 2);
     if rows >= 2 && rayon::current_num_threads() >= 2 { w } else { 1 }
 }
 

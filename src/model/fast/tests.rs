@@ -315,3 +315,21 @@ fn row_backwards_match_finite_differences() {
         }
     }
 }
+
+/// A logits batch split over two workers (the default with two threads)
+/// gives each row the logits it gets alone.
+#[test]
+fn split_logits_batches_match_rows_alone() {
+    let model = load("tiny-bert");
+    let texts = ["the film was wonderful", "dull", "an unbelievably dull and overlong film, sadly", "fine", "a film"];
+    let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
+    let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
+    let together = model.logits_batch(&ids, &types).unwrap();
+    assert_eq!(together.len(), texts.len());
+    for (i, row) in together.iter().enumerate() {
+        let alone = &model.logits_batch(&ids[i..=i], &types[i..=i]).unwrap()[0];
+        let d = row.iter().zip(alone).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(d <= 1e-5, "row {i}: logits differ by {d:e} in the batch");
+    }
+}
