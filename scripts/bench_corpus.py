@@ -53,8 +53,9 @@ SORT_WINDOW = 8
 PTB = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}", "``": '"', "''": '"'}
 
 
-def sst2_sentences(path: str, n: int) -> list:
-    """First n SST-2 sentences (root label 0/1/3/4) of a PTB-tree file."""
+def sst2_examples(path: str, n: int) -> list:
+    """First n SST-2 (sentence, label) pairs of a PTB-tree file: root label 0/1 → 0,
+    3/4 → 1, neutral (2) dropped."""
     out = []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -62,10 +63,15 @@ def sst2_sentences(path: str, n: int) -> list:
             if not line or line[1] == "2":
                 continue
             leaves = re.findall(r"\(\d ([^()\s]+)\)", line)
-            out.append(" ".join(PTB.get(w, w) for w in leaves))
+            out.append((" ".join(PTB.get(w, w) for w in leaves), 1 if int(line[1]) >= 3 else 0))
             if len(out) == n:
                 break
     return out
+
+
+def sst2_sentences(path: str, n: int) -> list:
+    """First n SST-2 sentences (root label 0/1/3/4) of a PTB-tree file."""
+    return [text for text, _ in sst2_examples(path, n)]
 
 
 def cpu_name() -> str:

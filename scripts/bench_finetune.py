@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import time
 
@@ -29,22 +28,7 @@ import torch
 import transformers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
-from bench_corpus import PTB, cpu_name  # noqa: E402
-
-
-def sst2_examples(path: str, n: int) -> list:
-    """First n (sentence, label) pairs of a PTB-tree file, neutral roots dropped."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line[1] == "2":
-                continue
-            leaves = re.findall(r"\(\d ([^()\s]+)\)", line)
-            out.append((" ".join(PTB.get(w, w) for w in leaves), 1 if int(line[1]) >= 3 else 0))
-            if len(out) == n:
-                break
-    return out
+from bench_corpus import cpu_name, sst2_examples  # noqa: E402
 
 
 def batches(lengths: list, batch_size: int, seed: int) -> list:
