@@ -1,6 +1,8 @@
 //! Shape-free (transfer) ExpNets: one file for encoders of any depth and
 //! head count, trained on several tasks, each read through its own model.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,27 +13,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-/// A HateXplain-format folder with made-up posts and rationales (project-made,
-/// not data excerpts): `raw/validation.jsonl` is the `#dev` split.
-fn tiny_rationale_set(dir: &Path) {
-    let words = ["the", "movie", "was", "great", "and", "bad", "people", "are", "nice", "awful", "fun", "a", "day"];
-    let mut lines = String::new();
-    for i in 0..24usize {
-        let n = 4 + i % 5;
-        let tokens: Vec<&str> = (0..n).map(|k| words[(i * 7 + k * 3) % words.len()]).collect();
-        let marked: Vec<u8> = tokens.iter().map(|t| ["great", "bad", "awful", "nice"].contains(t) as u8).collect();
-        let label = i % 3;
-        lines.push_str(&serde_json::json!({
-            "id": format!("post{i}"),
-            "annotators": {"label": [label, label, label]},
-            "rationales": [marked, marked],
-            "post_tokens": tokens,
-        }).to_string());
-        lines.push('\n');
-    }
-    std::fs::create_dir_all(dir.join("raw")).unwrap();
-    std::fs::write(dir.join("raw/validation.jsonl"), lines).unwrap();
-}
 
 #[test]
 fn shape_free_features_have_one_width_for_every_encoder_and_score_each() {
@@ -55,7 +36,7 @@ fn shape_free_features_have_one_width_for_every_encoder_and_score_each() {
 fn mixed_source_training_reads_each_source_through_its_own_model() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("rationales");
-    tiny_rationale_set(&data);
+    common::tiny_rationale_set(&data, 24);
     let (bert, distil) = (fixture("tiny-bert"), fixture("tiny-distilbert"));
     let spec = FeatureSpec::shape_free(2, 4, 3, Normalization::PerSentenceRank);
     let cache = dir.path().join("cache");
@@ -106,7 +87,7 @@ fn mixed_source_training_reads_each_source_through_its_own_model() {
 fn a_source_model_of_another_shape_needs_shape_free_features() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("rationales");
-    tiny_rationale_set(&data);
+    common::tiny_rationale_set(&data, 24);
     // tiny-albert has 3 layers, tiny-bert 2: per-layer features cannot mix them.
     let source = format!("hatexplain:{}#dev@{}", data.display(), fixture("tiny-albert").display());
     let run = |extra: &[&str]| {

@@ -1,6 +1,8 @@
 //! Decomposition feature groups of shape-free (transfer) ExpNets
 //! (`expnet train --decomposition`): value norms and ALTI per depth bin.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -92,31 +94,12 @@ fn the_last_bins_alti_rollout_is_the_alti_method() {
     }
 }
 
-/// A HateXplain-format folder with made-up posts (project-made, not data).
-fn tiny_rationale_set(dir: &Path) {
-    let words = ["the", "movie", "was", "great", "and", "bad", "people", "are", "nice", "awful", "fun", "a", "day"];
-    let mut lines = String::new();
-    for i in 0..20usize {
-        let n = 4 + i % 5;
-        let tokens: Vec<&str> = (0..n).map(|k| words[(i * 7 + k * 3) % words.len()]).collect();
-        let marked: Vec<u8> = tokens.iter().map(|t| ["great", "bad", "awful", "nice"].contains(t) as u8).collect();
-        let label = i % 3;
-        lines.push_str(
-            &serde_json::json!({"id": format!("post{i}"), "annotators": {"label": [label, label, label]},
-                "rationales": [marked, marked], "post_tokens": tokens})
-            .to_string(),
-        );
-        lines.push('\n');
-    }
-    std::fs::create_dir_all(dir.join("raw")).unwrap();
-    std::fs::write(dir.join("raw/validation.jsonl"), lines).unwrap();
-}
 
 #[test]
 fn train_with_decomposition_records_it_caches_it_and_explains_another_model() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("rationales");
-    tiny_rationale_set(&data);
+    common::tiny_rationale_set(&data, 20);
     let (bert, albert) = (fixture("tiny-bert"), fixture("tiny-albert"));
     let source = format!("hatexplain:{}#dev", data.display());
     let cache = dir.path().join("cache");
