@@ -291,10 +291,7 @@ impl Model {
             return Ok((logits, g.embed_grads.chunks(n * d).map(<[f32]>::to_vec).collect()));
         }
         let mode = RunMode { differentiable: true, attention_probes: false, dropout: None };
-        let out = self.encoder.forward(
-            &EncoderInput { word_embeds: var.as_tensor(), position_ids: &pos, type_ids: &types, attention_mask: None },
-            mode,
-        )?;
+        let out = self.encoder.forward(&input, mode)?;
         let logits = out.logits.as_ref().expect("classifier").narrow(1, target, 1)?.squeeze(1)?;
         let grads = logits.sum_all()?.backward()?;
         let g = grads.get(var.as_tensor()).context("no gradient reached the embeddings")?;
@@ -334,8 +331,12 @@ impl Model {
 /// batches (docs/PERFORMANCE.md): no synchronisation inside the layers.
 /// `EXPNET_LOGITS_WORKERS=1` turns it off (for measuring).
 fn logits_workers(rows: usize) -> usize {
-    let forced = std::env::var("EXPNET_LOGITS_WORKERS").ok().and_then(|v| v.parse::<usize>().ok());
-    let w = forced.unwrap_or(2).clamp(1, 2);
+    // Read once: this runs for every perturbation batch.
+    static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let w = *WORKERS.get_or_init(|| {
+        let forced = std::env::var("EXPNET_LOGITS_WORKERS").ok().and_then(|v| v.parse::<usize>().ok());
+        forced.unwrap_or(2).clamp(1, 2)
+    });
     if rows >= 2 && rayon::current_num_threads() >= 2 { w } else { 1 }
 }
 

@@ -113,10 +113,12 @@ pub(in crate::model) fn gradients(
     let mut d_ctx = vec![0f32; rows_n * hidden];
     let mut d_qkv = vec![0f32; rows_n * 3 * hidden];
     let mut d_inter = Vec::new();
-    for (layer, lt) in enc.layers.iter().zip(&tape.layers).rev() {
+    let dims = tape.dims;
+    // The tape is consumed: each layer's probabilities move into the output.
+    for (layer, lt) in enc.layers.iter().zip(std::mem::take(&mut tape.layers)).rev() {
         let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
         if lt.first_query.is_some() {
-            super::first_query::backward(&v, lt, tape.dims, scale, enc.cfg.activation, &d_cls, &mut d_qkv, &mut dx);
+            super::first_query::backward(&v, &lt, dims, scale, enc.cfg.activation, &d_cls, &mut d_qkv, &mut dx);
             continue;
         }
         let inter_n = v.ffn_in.w.dims[0];
@@ -131,10 +133,10 @@ pub(in crate::model) fn gradients(
         rows::layer_norm_back(&lt.attn_sum, v.attn_norm.w.data(), v.attn_norm.eps, &d_h, &mut d_sum);
         linear_back(&d_sum, hidden, 0, rows_n, &v.attn_out.lin(), &mut d_ctx, false);
         let mut d_probs = if with_attention { vec![0f32; batch * heads * len * len] } else { Vec::new() };
-        attention_back(lt, tape.dims, scale, &d_ctx, with_attention.then_some(d_probs.as_mut_slice()), &mut d_qkv);
+        attention_back(&lt, dims, scale, &d_ctx, with_attention.then_some(d_probs.as_mut_slice()), &mut d_qkv);
         if with_attention {
             attention_grads.push(Tensor::from_vec(d_probs, (batch, heads, len, len), device)?);
-            attentions.push(Tensor::from_vec(lt.probs.clone(), (batch, heads, len, len), device)?);
+            attentions.push(Tensor::from_vec(lt.probs, (batch, heads, len, len), device)?);
         }
         dx.copy_from_slice(&d_sum);
         for (i, l) in [&v.query, &v.key, &v.value].into_iter().enumerate() {

@@ -96,10 +96,7 @@ impl<'a> NormView<'a> {
 
 /// Whether [`forward`] may replace the candle graph for this encoder and input.
 pub(super) fn eligible(enc: &Encoder, input: &EncoderInput) -> bool {
-    super::ops::fast()
-        && enc.relative.is_none()
-        && enc.modern.is_none()
-        && !enc.project_before_norm
+    enc.fast_capable()
         && input.word_embeds.device().is_cpu()
         && input.word_embeds.dtype() == candle_core::DType::F32
 }

@@ -4,7 +4,7 @@
 
 use super::linear::{Out, parallel, tasks};
 use crate::model::config::Activation;
-use crate::model::ops::gelu::{backward_chunk as gelu_erf_backward, exp, gelu_erf_in_place, has_avx2};
+use crate::model::ops::gelu::{exp, gelu_erf_backward_in_place, gelu_erf_in_place, has_avx2};
 
 /// The activation in place (exact GELU through the vectorised erf, like the
 /// fused candle path; tanh GELU as candle computes it; ReLU).
@@ -46,21 +46,27 @@ fn norm_row(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     norm_body(x, w, b, eps)
 }
 
+/// Runs `f(r0, part)` over disjoint runs of whole `n`-wide rows of `out`
+/// (`part` starts at row `r0`), on the pool when `flops` make it worth it.
+fn for_row_chunks(out: &mut [f32], n: usize, flops: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let m = out.len() / n;
+    let par = parallel(flops);
+    let chunks = if par { rayon::current_num_threads() * 4 } else { 1 }.min(m);
+    let ptr = Out(out.as_mut_ptr());
+    tasks(chunks, par, |c| {
+        let (r0, r1) = (m * c / chunks, m * (c + 1) / chunks);
+        // SAFETY: chunks are disjoint row ranges of `out`.
+        f(r0, unsafe { std::slice::from_raw_parts_mut(ptr.at(r0 * n), (r1 - r0) * n) });
+    });
+}
+
 /// Layer norm of every `w.len()`-wide row of `x`, in place.
 pub(super) fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     let n = w.len();
     assert!(b.len() == n && n > 0 && x.len() % n == 0, "layer norm: shapes disagree");
-    let m = x.len() / n;
     // ~8 flops per value; rows are cut into two-thread chunks only when large.
-    let par = parallel(8 * x.len());
-    let chunks = if par { rayon::current_num_threads() * 4 } else { 1 }.min(m);
-    let out = Out(x.as_mut_ptr());
-    tasks(chunks, par, |c| {
-        let (r0, r1) = (m * c / chunks, m * (c + 1) / chunks);
-        // SAFETY: chunks are disjoint row ranges of `x`.
-        let part = unsafe { std::slice::from_raw_parts_mut(out.at(r0 * n), (r1 - r0) * n) };
-        part.chunks_mut(n).for_each(|row| norm_row(row, w, b, eps));
-    });
+    let flops = 8 * x.len();
+    for_row_chunks(x, n, flops, |_, part| part.chunks_mut(n).for_each(|row| norm_row(row, w, b, eps)));
 }
 
 #[inline(always)]
@@ -93,14 +99,7 @@ unsafe fn norm_back_avx2(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f
 pub(super) fn layer_norm_back(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32]) {
     let n = w.len();
     assert!(n > 0 && x.len() % n == 0 && dy.len() == x.len() && dx.len() == x.len(), "layer norm backward: shapes disagree");
-    let m = x.len() / n;
-    let par = parallel(12 * x.len());
-    let chunks = if par { rayon::current_num_threads() * 4 } else { 1 }.min(m);
-    let out = Out(dx.as_mut_ptr());
-    tasks(chunks, par, |c| {
-        let (r0, r1) = (m * c / chunks, m * (c + 1) / chunks);
-        // SAFETY: chunks are disjoint row ranges of `dx`.
-        let part = unsafe { std::slice::from_raw_parts_mut(out.at(r0 * n), (r1 - r0) * n) };
+    for_row_chunks(dx, n, 12 * x.len(), |r0, part| {
         for (i, o) in part.chunks_mut(n).enumerate() {
             let (xr, gr) = (&x[(r0 + i) * n..(r0 + i + 1) * n], &dy[(r0 + i) * n..(r0 + i + 1) * n]);
             #[cfg(target_arch = "x86_64")]
@@ -119,17 +118,8 @@ pub(super) fn activate_back(pre: &[f32], g: &mut [f32], a: Activation) {
     assert_eq!(pre.len(), g.len(), "activation backward: shapes disagree");
     match a {
         Activation::Gelu => {
-            let par = parallel(40 * g.len());
-            let chunk = if par { g.len().div_ceil(rayon::current_num_threads() * 4).max(1) } else { g.len().max(1) };
-            let out = Out(g.as_mut_ptr());
-            tasks(g.len().div_ceil(chunk), par, |c| {
-                let (a0, a1) = (c * chunk, ((c + 1) * chunk).min(pre.len()));
-                // SAFETY: chunks are disjoint ranges of `g`; the backward reads
-                // each gradient before it writes it.
-                let part = unsafe { std::slice::from_raw_parts_mut(out.at(a0), a1 - a0) };
-                let upstream = part.to_vec();
-                gelu_erf_backward(&pre[a0..a1], &upstream, part);
-            });
+            let flops = 40 * g.len();
+            for_row_chunks(g, 1, flops, |a0, part| gelu_erf_backward_in_place(&pre[a0..a0 + part.len()], part));
         }
         Activation::GeluTanh => {
             const C: f32 = 0.797_884_6; // √(2/π)

@@ -102,14 +102,38 @@ fn forward_chunk(x: &[f32], y: &mut [f32]) {
     forward_body(x, y)
 }
 
-/// `dx = g · (Φ(x) + x·φ(x))`, the exact GELU's backward, on the calling thread.
-pub(crate) fn backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
+fn backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as above.
         return unsafe { backward_avx2(x, g, dx) };
     }
     backward_body(x, g, dx)
+}
+
+#[inline(always)]
+fn backward_in_place_body(x: &[f32], g: &mut [f32]) {
+    for (gv, &v) in g.iter_mut().zip(x) {
+        let (c, p) = cdf_pdf(v);
+        *gv *= c + v * p;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_in_place_avx2(x: &[f32], g: &mut [f32]) {
+    backward_in_place_body(x, g)
+}
+
+/// `g ← g · (Φ(x) + x·φ(x))`: the exact GELU's backward in place, on the
+/// calling thread (the hand-written backward).
+pub(crate) fn gelu_erf_backward_in_place(x: &[f32], g: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports the features the function was compiled for.
+        return unsafe { backward_in_place_avx2(x, g) };
+    }
+    backward_in_place_body(x, g)
 }
 
 #[inline(always)]
