@@ -3,15 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use expnet::expnet::{ExpNet, FeatureSpec, NetConfig, Normalization, extract};
 use expnet::model::Model;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
+use common::fixture;
 
 
 #[test]
@@ -57,15 +54,8 @@ fn mixed_source_training_reads_each_source_through_its_own_model() {
 
     // The CLI mixes both in one run and writes a transfer ExpNet that both models accept.
     let out = dir.path().join("transfer.safetensors");
-    let run = Command::new(env!("CARGO_BIN_EXE_expnet"))
-        .args(["train", "--model", bert.to_str().unwrap(), "--depth-bins", "3", "--normalization", "rank", "--epochs", "3"])
-        .arg("--data")
-        .arg(format!("{source},{source}@{}", distil.display()))
-        .arg("--out")
-        .arg(&out)
-        .arg("--cache")
-        .arg(&cache)
-        .env("EXPNET_CACHE", dir.path().join("explainers"))
+    let run = common::train(&bert, &format!("{source},{source}@{}", distil.display()), &out, dir.path())
+        .args(["--depth-bins", "3", "--normalization", "rank", "--epochs", "3"])
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
@@ -91,16 +81,9 @@ fn a_source_model_of_another_shape_needs_shape_free_features() {
     // tiny-albert has 3 layers, tiny-bert 2: per-layer features cannot mix them.
     let source = format!("hatexplain:{}#dev@{}", data.display(), fixture("tiny-albert").display());
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_expnet"))
-            .args(["train", "--model", fixture("tiny-bert").to_str().unwrap(), "--epochs", "1"])
+        common::train(&fixture("tiny-bert"), &source, &dir.path().join("x.safetensors"), dir.path())
+            .args(["--epochs", "1"])
             .args(extra)
-            .arg("--data")
-            .arg(&source)
-            .arg("--out")
-            .arg(dir.path().join("x.safetensors"))
-            .arg("--cache")
-            .arg(dir.path().join("cache"))
-            .env("EXPNET_CACHE", dir.path().join("explainers"))
             .output()
             .unwrap()
     };

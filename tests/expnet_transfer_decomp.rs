@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use expnet::explain::{Attribution, ExplainInput, Progress, alti::Alti};
@@ -11,9 +10,7 @@ use expnet::expnet::decomp_features::{self, DecompositionGroups};
 use expnet::expnet::{ExpNet, ExpNetMethod, FeatureSpec, NetConfig, Normalization};
 use expnet::model::Model;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
+use common::fixture;
 
 fn load(name: &str) -> Model {
     Model::load(fixture(name).to_str().unwrap()).unwrap()
@@ -105,16 +102,9 @@ fn train_with_decomposition_records_it_caches_it_and_explains_another_model() {
     let cache = dir.path().join("cache");
     let out = dir.path().join("decomp.safetensors");
     let train = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_expnet"))
-            .args(["train", "--model", bert.to_str().unwrap(), "--normalization", "rank", "--epochs", "2"])
+        common::train(&bert, &format!("{source},{source}@{}", albert.display()), &out, dir.path())
+            .args(["--normalization", "rank", "--epochs", "2"])
             .args(extra)
-            .arg("--data")
-            .arg(format!("{source},{source}@{}", albert.display()))
-            .arg("--out")
-            .arg(&out)
-            .arg("--cache")
-            .arg(&cache)
-            .env("EXPNET_CACHE", dir.path().join("explainers"))
             .output()
             .unwrap()
     };

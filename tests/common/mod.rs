@@ -1,6 +1,21 @@
 //! Helpers shared by several integration tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A tiny fixture model folder.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// `expnet train --model MODEL --data DATA --out OUT --cache DIR/cache`, with
+/// the explainer registry inside `dir`; callers add the options under test.
+pub fn train(model: &Path, data: &str, out: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_expnet"));
+    c.arg("train").arg("--model").arg(model).arg("--data").arg(data).arg("--out").arg(out);
+    c.arg("--cache").arg(dir.join("cache")).env("EXPNET_CACHE", dir.join("explainers"));
+    c
+}
 
 /// A HateXplain-format folder with `posts` made-up posts and rationales
 /// (project-made, not data excerpts): `raw/validation.jsonl` is the `#dev` split.
