@@ -121,7 +121,8 @@ fn run(
     mut tape: Option<&mut backward::Tape>,
     first_only: bool,
 ) -> candle_core::Result<Option<EncoderOutput>> {
-    debug_assert!(!(keep && first_only), "a first-token-only run keeps no attentions");
+    // A taped run (the backward pass) returns its attentions from the tape.
+    debug_assert!(!keep || (tape.is_none() && !first_only), "a taped or first-token-only run keeps no attentions");
     let cfg = &enc.cfg;
     let (batch, len, emb) = input.word_embeds.dims3()?;
     let (hidden, heads) = (cfg.hidden_size, cfg.num_heads);
@@ -155,10 +156,10 @@ fn run(
     if mask.as_ref().is_some_and(|m| m.len() != rows_n) {
         candle_core::bail!("attention mask has {} values for {batch}×{len} tokens", mask.as_ref().map_or(0, Vec::len));
     }
-    if let Some(t) = tape.as_deref_mut() {
-        t.dims = attention::Dims { batch, len, heads, hidden };
-    }
     let dims = attention::Dims { batch, len, heads, hidden };
+    if let Some(t) = tape.as_deref_mut() {
+        t.dims = dims;
+    }
     let scale = 1.0 / ((hidden / heads) as f32).sqrt();
     let device = input.word_embeds.device();
     let mut hidden_states = Vec::new();
@@ -203,9 +204,6 @@ fn run(
         v.out_norm.apply(&mut out);
         match tape.as_deref_mut() {
             Some(t) => {
-                if keep {
-                    attentions.push(Tensor::from_vec(probs.clone(), (batch, heads, len, len), device)?);
-                }
                 t.layers.push(backward::LayerTape {
                     qkv: qkv.clone(),
                     probs,
