@@ -40,7 +40,10 @@ pub(crate) fn exp(input: f32) -> f32 {
     // SAFETY: `x` is finite, so `n` is an integer within i32's range (see above).
     let n = unsafe { n.to_int_unchecked::<i32>() };
     let y = e * f32::from_bits(((n + 127) as u32) << 23);
-    if input.is_nan() { input } else { y }
+    // Below −87 the result is 0, not the clamp's e^−87 ≈ 1.6e-38: that value
+    // divided by a softmax sum is subnormal, and subnormals flowing into the
+    // matmuls of a backward pass made padded training batches 9× slower.
+    if input.is_nan() { input } else if input < -87.0 { 0.0 } else { y }
 }
 
 /// (Φ(x), φ(x)): normal CDF and density.
