@@ -1,4 +1,5 @@
-//! candle's thread settings, chosen by measurement (docs/PERFORMANCE.md).
+//! candle's thread settings and the allocator's, chosen by measurement
+//! (docs/PERFORMANCE.md).
 //!
 //! candle-core 0.11 runs element-wise ops of ≥ 64 Ki elements on its own
 //! spinning "barrier pool" (`CANDLE_NUM_THREADS − 1` workers that spin
@@ -14,6 +15,29 @@ pub const SPIN_LIMIT: &str = "1000";
 /// before any other thread is started.
 pub fn configure() {
     set_default("CANDLE_BARRIER_POOL_SPIN_LIMIT", SPIN_LIMIT);
+    keep_freed_memory();
+}
+
+/// glibc hands every freed block above its (dynamic, ≤ 32 MiB) mmap threshold
+/// back to the kernel, and the next tensor of that size page-faults its
+/// memory in again, zeroed: a fine-tuning step allocates dozens of 6–90 MB
+/// tensors (activations, gradients, AdamW's moments), and a third of its time
+/// went to the kernel. Keeping freed memory in the heap took the 320-sentence
+/// fine-tuning bench from 432 to ~550 tokens/s (docs/PERFORMANCE.md). A
+/// `MALLOC_*` variable the user exported wins.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let set = |name: &str, param: libc::c_int, value: libc::c_int| {
+            if std::env::var_os(name).is_none() {
+                // SAFETY: mallopt only changes allocator parameters; no memory is touched.
+                unsafe { libc::mallopt(param, value) };
+            }
+        };
+        set("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 32 << 20);
+        set("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, 1 << 30);
+        set("MALLOC_TOP_PAD_", libc::M_TOP_PAD, 256 << 20);
+    }
 }
 
 fn set_default(name: &str, value: &str) {

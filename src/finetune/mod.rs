@@ -7,7 +7,6 @@ use crate::model::weights::Weights;
 use crate::model::{Model, ModelConfig, ModelFamily, TextTokenizer};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -15,6 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+pub mod adamw;
+use adamw::{AdamWParams, FusedAdamW};
 
 /// One labelled training input (optionally a sentence pair).
 #[derive(Clone, Debug)]
@@ -173,17 +175,16 @@ impl Trainable {
         &self.labels
     }
 
-    fn decay_split(&self) -> (Vec<Var>, Vec<Var>) {
-        let mut decay = Vec::new();
-        let mut no_decay = Vec::new();
-        for (name, var) in &self.vars {
-            if name.ends_with(".bias") || name.contains("LayerNorm") {
-                no_decay.push(var.clone());
-            } else {
-                decay.push(var.clone());
-            }
-        }
-        (decay, no_decay)
+    /// Every variable with its weight decay: none for biases and norms
+    /// (the usual BERT recipe).
+    fn with_weight_decay(&self, weight_decay: f64) -> Vec<(Var, f64)> {
+        self.vars
+            .iter()
+            .map(|(name, var)| {
+                let plain = name.ends_with(".bias") || name.contains("LayerNorm");
+                (var.clone(), if plain { 0.0 } else { weight_decay })
+            })
+            .collect()
     }
 }
 
@@ -274,10 +275,8 @@ pub fn finetune(
     let steps_per_epoch = toks.len().div_ceil(cfg.batch_size);
     let total_steps = steps_per_epoch * cfg.epochs;
     let warmup_steps = ((total_steps as f64) * cfg.warmup).round() as usize;
-    let (decay, no_decay) = t.decay_split();
-    let mut opt_decay = AdamW::new(decay, ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
-    let mut opt_plain = AdamW::new(no_decay, ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() })?;
-    let all_vars: Vec<Var> = t.vars.iter().map(|(_, v)| v.clone()).collect();
+    let mut optimizer =
+        FusedAdamW::new(t.with_weight_decay(cfg.weight_decay), AdamWParams { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
     let mode = RunMode { differentiable: true, attention_probes: false, dropout: Some(cfg.dropout) };
     let encoder = model.encoder();
     let dev_ = Device::Cpu;
@@ -301,8 +300,7 @@ pub fn finetune(
             } else {
                 cfg.lr * (total_steps - global_step) as f64 / (total_steps - warmup_steps).max(1) as f64
             };
-            opt_decay.set_learning_rate(lr);
-            opt_plain.set_learning_rate(lr);
+            optimizer.set_learning_rate(lr);
             let len = batch.iter().map(|&i| toks[i].ids.len()).max().unwrap_or(1);
             let b = batch.len();
             let mut ids = Vec::with_capacity(b * len);
@@ -332,10 +330,8 @@ pub fn finetune(
             let logits = out.logits.context("model has no head")?;
             let labels = Tensor::from_vec(labels, b, &dev_)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            let mut grads = loss.backward()?;
-            clip_grad_norm(&mut grads, &all_vars, cfg.max_grad_norm)?;
-            opt_decay.step(&grads)?;
-            opt_plain.step(&grads)?;
+            let grads = loss.backward()?;
+            optimizer.step(&grads, cfg.max_grad_norm)?;
             let l = loss.to_scalar::<f32>()? as f64;
             loss_sum += l;
             global_step += 1;
@@ -366,28 +362,4 @@ pub fn finetune(
         });
     }
     Ok(report)
-}
-
-/// Scales all gradients so that their global L2 norm is at most `max_norm`.
-fn clip_grad_norm(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max_norm: f64) -> anyhow::Result<()> {
-    if max_norm <= 0.0 {
-        return Ok(());
-    }
-    let mut sq = 0f64;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = sq.sqrt();
-    if norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
-        for v in vars {
-            if let Some(g) = grads.get(v.as_tensor()) {
-                let scaled = (g * scale)?;
-                grads.insert(v.as_tensor(), scaled);
-            }
-        }
-    }
-    Ok(())
 }
