@@ -1,5 +1,6 @@
-//! Fine-tuning a BERT-family encoder plus a fresh classification head with
-//! candle's autograd and AdamW, writing a Hugging Face folder that
+//! Fine-tuning a BERT-family encoder plus a fresh classification head (the
+//! hand-written training step of `model::fast`, candle's autograd where it
+//! does not apply) and AdamW, writing a Hugging Face folder that
 //! transformers loads unchanged. No terminal code: progress goes to a callback.
 
 use crate::model::encoder::{EncoderInput, RunMode};
@@ -175,6 +176,11 @@ impl Trainable {
         &self.labels
     }
 
+    /// Every trainable tensor with its canonical (prefix-free) name.
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
     /// Every variable with its weight decay: none for biases and norms
     /// (the usual BERT recipe).
     fn with_weight_decay(&self, weight_decay: f64) -> Vec<(Var, f64)> {
@@ -318,21 +324,27 @@ pub fn finetune(
                 labels.push(tk.label);
                 tokens_seen += tk.ids.len();
             }
-            let ids = Tensor::from_vec(ids, (b, len), &dev_)?;
+            let ids_t = Tensor::from_vec(ids.clone(), (b, len), &dev_)?;
             let types = Tensor::from_vec(types, (b, len), &dev_)?;
             let mask = Tensor::from_vec(mask, (b, len), &dev_)?;
             let pos = encoder.position_ids(&lengths, len, &dev_)?;
-            let embeds = encoder.embed_words(&ids)?;
-            let out = encoder.forward(
-                &EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: Some(&mask) },
-                mode,
-            )?;
-            let logits = out.logits.context("model has no head")?;
+            let embeds = encoder.embed_words(&ids_t)?;
+            let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: Some(&mask) };
             let labels = Tensor::from_vec(labels, b, &dev_)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            let grads = loss.backward()?;
+            // The hand-written step where it applies (BERT-shaped encoders on
+            // the CPU), candle's graph otherwise; both give every gradient.
+            let step_seed = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(global_step as u64);
+            let (l, grads) = match encoder.train_step_fast(&input, &ids, &labels, cfg.dropout, step_seed)? {
+                Some(done) => done,
+                None => {
+                    let out = encoder.forward(&input, mode)?;
+                    let logits = out.logits.context("model has no head")?;
+                    let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+                    (loss.to_scalar::<f32>()?, loss.backward()?)
+                }
+            };
             optimizer.step(&grads, cfg.max_grad_norm)?;
-            let l = loss.to_scalar::<f32>()? as f64;
+            let l = l as f64;
             loss_sum += l;
             global_step += 1;
             let elapsed = started.elapsed().as_secs_f64();

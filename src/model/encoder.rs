@@ -446,6 +446,22 @@ impl Encoder {
         super::fast::gradients(self, input, targets, with_attention)
     }
 
+    /// One fine-tuning step — the cross-entropy loss of `labels` and the
+    /// gradients of every weight — on the hand-written path
+    /// ([`super::fast::train_step`], dropout `dropout` with masks drawn from
+    /// `seed`); `None` where it does not apply (the caller then differentiates
+    /// the candle graph). `word_ids` are the ids behind `input.word_embeds`.
+    pub fn train_step_fast(
+        &self,
+        input: &EncoderInput,
+        word_ids: &[u32],
+        labels: &Tensor,
+        dropout: f32,
+        seed: u64,
+    ) -> candle_core::Result<Option<(f32, candle_core::backprop::GradStore)>> {
+        super::fast::train_step(self, input, word_ids, labels, dropout, seed, true)
+    }
+
     /// Runs the encoder (and head) on a batch.
     pub fn forward(&self, input: &EncoderInput, mode: RunMode) -> candle_core::Result<EncoderOutput> {
         if self.fast_path(input, mode) {

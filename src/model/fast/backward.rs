@@ -133,7 +133,7 @@ pub(in crate::model) fn gradients(
         rows::layer_norm_back(&lt.attn_sum, v.attn_norm.w.data(), v.attn_norm.eps, &d_h, &mut d_sum);
         linear_back(&d_sum, hidden, 0, rows_n, &v.attn_out.lin(), &mut d_ctx, false);
         let mut d_probs = if with_attention { vec![0f32; batch * heads * len * len] } else { Vec::new() };
-        attention_back(&lt, dims, scale, &d_ctx, with_attention.then_some(d_probs.as_mut_slice()), &mut d_qkv);
+        attention_back(&lt.qkv, &lt.probs, None, dims, scale, &d_ctx, with_attention.then_some(d_probs.as_mut_slice()), &mut d_qkv);
         if with_attention {
             attention_grads.push(Tensor::from_vec(d_probs, (batch, heads, len, len), device)?);
             attentions.push(Tensor::from_vec(lt.probs, (batch, heads, len, len), device)?);
@@ -161,21 +161,36 @@ pub(in crate::model) fn gradients(
 
 /// Attention's backward per (sequence, head): from the context gradient
 /// `d_ctx` (`[rows, hidden]`) to the q/k/v gradients (`[rows, 3·hidden]`,
-/// overwritten) and, when asked, the probabilities' gradient.
-fn attention_back(lt: &LayerTape, d: Dims, scale: f32, d_ctx: &[f32], d_probs: Option<&mut [f32]>, d_qkv: &mut [f32]) {
+/// overwritten) and, when asked, the probabilities' gradient. `dropped` =
+/// the probabilities after dropout and the kept entries' scale `1/(1 − p)`
+/// (training): the context was `dropped·v`, so `v`'s gradient reads them and
+/// the probabilities' gradient is masked like them.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention_back(
+    qkv: &[f32],
+    probs: &[f32],
+    dropped: Option<(&[f32], f32)>,
+    d: Dims,
+    scale: f32,
+    d_ctx: &[f32],
+    d_probs: Option<&mut [f32]>,
+    d_qkv: &mut [f32],
+) {
     let Dims { batch, len, heads, hidden } = d;
     let dh = hidden / heads;
     let (ld, ll) = (3 * hidden, len * len);
-    assert!(lt.qkv.len() == batch * len * ld && d_qkv.len() == lt.qkv.len() && lt.probs.len() == batch * heads * ll, "attention backward: shapes disagree");
+    assert!(qkv.len() == batch * len * ld && d_qkv.len() == qkv.len() && probs.len() == batch * heads * ll, "attention backward: shapes disagree");
+    assert!(dropped.is_none_or(|(pd, _)| pd.len() == probs.len()), "attention backward: dropout shapes disagree");
     let dp_out = d_probs.map(|p| Out(p.as_mut_ptr()));
     let dq = Out(d_qkv.as_mut_ptr());
-    let qkv = &lt.qkv;
     let par = parallel(8 * batch * heads * ll * dh);
     tasks(batch * heads, par, |t| {
         let (b, h) = (t / heads, t % heads);
         let base = b * len * ld + h * dh;
         let ctx_base = b * len * hidden + h * dh;
-        let p = &lt.probs[t * ll..(t + 1) * ll];
+        let p = &probs[t * ll..(t + 1) * ll];
+        // What multiplied v in the forward pass.
+        let pv = dropped.map_or(p, |(pd, _)| &pd[t * ll..(t + 1) * ll]);
         let mut scratch = Vec::new();
         let dp: &mut [f32] = match dp_out {
             // SAFETY: task t owns block t of the probability gradient.
@@ -205,10 +220,14 @@ fn attention_back(lt: &LayerTape, d: Dims, scale: f32, d_ctx: &[f32], d_probs: O
                 dh,
                 len,
                 (dq.at(base + 2 * hidden), 1, ld as isize),
-                View(p.as_ptr(), len as isize, 1),
+                View(pv.as_ptr(), len as isize, 1),
                 View(d_ctx.as_ptr().add(ctx_base), 1, hidden as isize),
                 false,
             );
+            // Dropout: a dropped entry passed no gradient, a kept one `1/(1 − p)` of it.
+            if let Some((_, keep_scale)) = dropped {
+                dp.iter_mut().zip(pv).for_each(|(g, &kept)| *g = if kept != 0.0 { *g * keep_scale } else { 0.0 });
+            }
             // dS = scale · P ⊙ (dP − Σ_j P·dP), row by row.
             let mut ds = vec![0f32; ll];
             for ((dsr, pr), dpr) in ds.chunks_mut(len).zip(p.chunks(len)).zip(dp.chunks(len)) {

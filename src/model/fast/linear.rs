@@ -166,6 +166,39 @@ pub(super) fn linear_back(dy: &[f32], dys: usize, col0: usize, m: usize, lin: &L
 }
 
 
+/// The weight gradients of [`linear`] (training): `dw[j, c] = Σ_r dy[r, col0 + j]·x[r, c]`
+/// (`[n, k]`, overwritten) and `db[j] = Σ_r dy[r, col0 + j]`, over `m` rows;
+/// `dy` has row stride `dys` as in [`linear_back`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear_weight_grad(dy: &[f32], dys: usize, col0: usize, m: usize, x: &[f32], n: usize, k: usize, dw: &mut [f32], db: &mut [f32]) {
+    assert!(col0 + n <= dys && dy.len() >= m * dys && x.len() >= m * k && dw.len() == n * k && db.len() == n, "linear_weight_grad: shapes disagree");
+    let par = parallel(2 * m * n * k);
+    let tiles = if par { rayon::current_num_threads() } else { 1 };
+    let out = Out(dw.as_mut_ptr());
+    tasks(tiles, par, |t| {
+        let (j0, j1) = (n * t / tiles, n * (t + 1) / tiles);
+        if j1 <= j0 {
+            return;
+        }
+        // SAFETY: tile t writes rows j0..j1 of `dw` alone; `dy` is read
+        // transposed (column stride `dys`), `x` row-major, both in bounds.
+        unsafe {
+            matmul(
+                j1 - j0,
+                k,
+                m,
+                (out.at(j0 * k), 1, k as isize),
+                View(dy.as_ptr().add(col0 + j0), dys as isize, 1),
+                View(x.as_ptr(), 1, k as isize),
+            )
+        }
+    });
+    db.fill(0.0);
+    for r in 0..m {
+        db.iter_mut().zip(&dy[r * dys + col0..r * dys + col0 + n]).for_each(|(b, g)| *b += g);
+    }
+}
+
 /// `y[r, col0 + j] = Σ_k x[r, k]·W[j, k] + b[j]` for `r < m`, `j < lin.n`, then
 /// the epilogue. `y` has row stride `ys` (several linears can fill one buffer).
 pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, col0: usize, epi: Epilogue) {

@@ -10,8 +10,9 @@
 //! residual, GELU, layer norm and softmax as one row-wise loop each.
 //!
 //! candle stays the tensor library: inputs and outputs are candle tensors and
-//! the classification head runs on candle (its backward too). Every other
-//! case — training (weight gradients, dropout), DeBERTa's relative terms,
+//! the classification head runs on candle (its backward too). Fine-tuning
+//! steps of BERT-shaped encoders have their own forward and backward
+//! ([`train`]). Every other case — DeBERTa's relative terms,
 //! ModernBERT, non-f32 or non-CPU tensors — keeps the candle graph
 //! ([`super::encoder::Encoder::forward`]).
 //! `ops::set_fast(false)` (or `ops::set_fused(false)`) turns this path off.
@@ -21,9 +22,11 @@ mod backward;
 mod first_query;
 mod linear;
 mod rows;
+mod train;
 
 pub(super) use backward::{FastGradients, gradients};
 pub(super) use linear::serial;
+pub(super) use train::step as train_step;
 
 use super::encoder::{Encoder, EncoderInput, EncoderOutput, LayerNorm};
 use candle_core::{CpuStorage, Storage, StorageRef, Tensor};

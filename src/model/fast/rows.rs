@@ -113,6 +113,24 @@ pub(super) fn layer_norm_back(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &m
     });
 }
 
+/// The layer norm's weight and bias gradients (training), summed over the
+/// rows: `dw = Σ dy ⊙ x̂`, `db = Σ dy`, with `x` the norm's input (both overwritten).
+pub(super) fn layer_norm_param_grads(x: &[f32], eps: f32, dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    let n = dw.len();
+    assert!(n > 0 && db.len() == n && x.len() % n == 0 && dy.len() == x.len(), "layer norm parameter gradients: shapes disagree");
+    dw.fill(0.0);
+    db.fill(0.0);
+    for (xr, gr) in x.chunks(n).zip(dy.chunks(n)) {
+        let mean = xr.iter().sum::<f32>() / n as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
+        let r = 1.0 / (var + eps).sqrt();
+        for (((w, b), &xv), &g) in dw.iter_mut().zip(db.iter_mut()).zip(xr).zip(gr) {
+            *w += g * (xv - mean) * r;
+            *b += g;
+        }
+    }
+}
+
 /// `g ← g · act'(pre)` in place: the activation's backward, given its input.
 pub(super) fn activate_back(pre: &[f32], g: &mut [f32], a: Activation) {
     assert_eq!(pre.len(), g.len(), "activation backward: shapes disagree");
