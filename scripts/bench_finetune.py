@@ -7,7 +7,7 @@
     target/release/expnet finetune --base BASE_DIR --data sst:../shared/data/sst --limit 640 \
         --epochs 1 --out /tmp/ft-bench          (its last step line gives tok/s)
 
-Same work as expnet's loop (src/finetune.rs): the first --examples SST-2 sentences of the
+Same work as expnet's loop (src/finetune/mod.rs): the first --examples SST-2 sentences of the
 PTB-tree file (root label 0/1 negative, 3/4 positive, 2 dropped), a new 2-way classification
 head on the base encoder, sequences cut to --max-len word pieces, batches of --batch-size
 drawn from a seeded shuffle with each window of 50 batches sorted by length (as expnet does,
