@@ -3,7 +3,7 @@
 use super::explain_io::{CliProgress, analysed_text, is_broken_pipe, surface_texts};
 use super::explain_stream::{LineSource, Shard, count_lines_in_background, parse_batch_size};
 use crate::explain::Attribution;
-use crate::model::{Encoding, Gradients, Model};
+use crate::model::{Encoding, ForwardOutput, Gradients, Model};
 use crate::report::{TimedExplanation, report_json, resolve_target, run_methods_reporting};
 use clap::{Args, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -252,40 +252,57 @@ impl<W: Write> Run<'_, W> {
             let share = t0.elapsed() / items.len() as u32;
             seeds = grads.into_iter().map(|g| Some((Arc::new(g), share))).collect();
         }
-        let mut rendered = Vec::with_capacity(items.len());
-        for ((line, enc), (forward, seed)) in items.iter().zip(forwards.iter().zip(seeds)) {
-            progress.start_input(*line, self.done);
+        let done = self.done;
+        let render = |i: usize, ((line, enc), (forward, seed)): (&(Option<usize>, &Encoding), (&ForwardOutput, Option<(Arc<Gradients>, Duration)>))| {
+            progress.start_input(*line, done + i);
             let results = run_methods_reporting(model, enc, forward, self.args.target, methods, seed, &|m, f| progress.report(m, f))?;
             progress.clear();
-            let mut out = Vec::new();
-            match self.args.format {
-                Format::Json => {
-                    let v = report_json(
-                        &model.name,
-                        enc,
-                        forward.prediction.as_ref(),
-                        &results,
-                        self.args.attentions.then_some(&forward.attentions),
-                    );
-                    let v = match (line, v) {
-                        (Some(l), serde_json::Value::Object(obj)) => {
-                            let mut with_line = serde_json::Map::with_capacity(obj.len() + 1);
-                            with_line.insert("line".into(), serde_json::json!(l));
-                            with_line.extend(obj);
-                            serde_json::Value::Object(with_line)
-                        }
-                        (_, v) => v,
-                    };
-                    serde_json::to_writer(&mut out, &v)?;
-                    out.push(b'\n');
-                }
-                Format::Table => write_table(&mut out, model, *line, enc, forward.prediction.as_ref(), &results)?,
-            }
-            rendered.push(out);
-            self.done += 1;
-        }
+            render_text(self.args, model, *line, enc, forward, &results)
+        };
+        let work = items.iter().zip(forwards.iter().zip(seeds));
+        // Once the batch's forward (and backward) pass is done, what is left
+        // per text (attention extraction, rollout, flow, ExpNet, rendering)
+        // is single-threaded: texts go side by side on the thread pool,
+        // unless a method runs the model per text (it uses the pool itself).
+        let rendered: Vec<Vec<u8>> = if items.len() > 1 && !methods.iter().any(|m| m.runs_model()) {
+            use rayon::prelude::*;
+            work.enumerate().collect::<Vec<_>>().into_par_iter().map(|(i, w)| render(i, w)).collect::<anyhow::Result<_>>()?
+        } else {
+            work.enumerate().map(|(i, w)| render(i, w)).collect::<anyhow::Result<_>>()?
+        };
+        self.done += rendered.len();
         Ok(rendered)
     }
+}
+
+/// One text's result, as a JSON line or a table.
+fn render_text(
+    args: &ExplainArgs,
+    model: &Model,
+    line: Option<usize>,
+    enc: &Encoding,
+    forward: &ForwardOutput,
+    results: &[TimedExplanation],
+) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match args.format {
+        Format::Json => {
+            let v = report_json(&model.name, enc, forward.prediction.as_ref(), results, args.attentions.then_some(&forward.attentions));
+            let v = match (line, v) {
+                (Some(l), serde_json::Value::Object(obj)) => {
+                    let mut with_line = serde_json::Map::with_capacity(obj.len() + 1);
+                    with_line.insert("line".into(), serde_json::json!(l));
+                    with_line.extend(obj);
+                    serde_json::Value::Object(with_line)
+                }
+                (_, v) => v,
+            };
+            serde_json::to_writer(&mut out, &v)?;
+            out.push(b'\n');
+        }
+        Format::Table => write_table(&mut out, model, line, enc, forward.prediction.as_ref(), results)?,
+    }
+    Ok(out)
 }
 
 fn write_table(

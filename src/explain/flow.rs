@@ -40,6 +40,10 @@ impl Attribution for AttentionFlow {
     fn is_slow(&self) -> bool {
         true
     }
+    /// Slow, but on the attentions alone (single-threaded max-flow).
+    fn runs_model(&self) -> bool {
+        false
+    }
     fn needs_classifier(&self) -> bool {
         false
     }

@@ -112,6 +112,13 @@ pub trait Attribution: Send + Sync {
     fn is_slow(&self) -> bool {
         false
     }
+    /// Whether explaining a text runs the model again (perturbations,
+    /// integrated gradients), keeping the thread pool busy by itself: a
+    /// corpus run then explains the texts of a batch one after another
+    /// instead of side by side. Slow methods do, unless they say otherwise.
+    fn runs_model(&self) -> bool {
+        self.is_slow()
+    }
     /// Whether the method reads only the one shared backward pass
     /// ([`ExplainInput::gradients`]); a corpus run then computes it for a
     /// whole batch of texts at once and seeds each input with its part.
