@@ -49,6 +49,12 @@ declare -A VARIANT=(
   [aonly]="--decomposition alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position"
   # aonly with a smaller network (8 hidden units)
   [aonlysmall]="--decomposition alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position --hidden 8"
+  # residual on ALTI (`--prior alti`): the untrained net is the alti method's ranking
+  [aprior]="--decomposition alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position --prior alti"
+  # dcls features, residual on ALTI
+  [dprior]="--decomposition value_norm,alti --drop token_to_cls,received,self_attn --prior alti"
+  # gcls features, residual on ALTI
+  [gprior]="--decomposition value_norm,alti,globenc --drop token_to_cls,received,self_attn --prior alti"
   # attention only, as scripts/transfer.sh (for runs with other TASKS)
   [att]=""
   [attcls]="--drop token_to_cls,received,self_attn"

@@ -62,9 +62,23 @@ pub struct TrainArgs {
     /// [CLS], per layer and rolled out); needs --depth-bins. Cached per group.
     #[arg(long)]
     pub decomposition: Option<String>,
+    /// Start from one feature column and learn a correction to it (a residual
+    /// ExpNet whose untrained output ranks tokens as that column does): `alti`
+    /// or `globenc` = that method's score (the last depth bin's rolled-out share;
+    /// needs --decomposition with it and --depth-bins), or any feature name.
+    #[arg(long)]
+    pub prior: Option<String>,
     /// Feature cache folder.
     #[arg(long, default_value = ".expnet-cache")]
     pub cache: PathBuf,
+}
+
+/// The feature column `--prior` names: a method's score or a feature name.
+pub(crate) fn prior_column(prior: &str, depth_bins: usize) -> String {
+    match prior {
+        "alti" | "globenc" if depth_bins > 0 => format!("{prior}.depth{}of{depth_bins}.rollout", depth_bins - 1),
+        other => other.to_string(),
+    }
 }
 
 pub(crate) fn parse_spec(s: &str) -> anyhow::Result<(String, Split)> {
@@ -224,6 +238,7 @@ pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
     let mut cfg = TrainConfig { epochs: args.epochs, lr: args.lr, seed: args.seed, ..Default::default() };
     cfg.net.hidden = hidden;
     cfg.net.neighbour_window = args.neighbours;
+    cfg.net.prior = args.prior.as_deref().map(|p| prior_column(p, spec.depth_bins));
     eprintln!("training ExpNet on {} examples ({} pieces), validating on {}", train_set.examples.len(), train_set.pieces(), val_set.examples.len());
     let mut on_epoch = |r: crate::expnet::EpochReport| {
         eprintln!(

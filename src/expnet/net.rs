@@ -56,6 +56,14 @@ pub struct NetConfig {
     /// What the output unit means.
     #[serde(default)]
     pub output: OutputKind,
+    /// A feature column the output starts from (`alti.depth3of4.rollout`:
+    /// the `alti` method's score, rank-normalised): the logit is
+    /// `w·x[prior] + mlp(x)` with `w` learned from 1 and the MLP's output
+    /// layer starting at zero, so an untrained network ranks tokens exactly
+    /// as that column does and training learns a correction to it. `None`:
+    /// a plain MLP, as in every file written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<String>,
 }
 
 /// The meaning of the network's single output.
@@ -83,6 +91,7 @@ impl Default for NetConfig {
             neighbour_window: 0,
             context_heads: 0,
             output: OutputKind::Probability,
+            prior: None,
         }
     }
 }
@@ -153,6 +162,8 @@ pub struct ExpNet {
     varmap: VarMap,
     layers: Vec<Linear>,
     context: Option<ContextLayer>,
+    /// The prior column's index in the network input and its weight (`[1]`).
+    prior: Option<(usize, Tensor)>,
     /// Provenance; the caller may fill `model_id`, `training_data`, `command` before saving.
     pub info: ExpNetInfo,
 }
@@ -170,6 +181,9 @@ fn layer_name(i: usize, part: &str) -> String {
     format!("layers.{i}.{part}")
 }
 
+/// The weight of [`NetConfig::prior`].
+const PRIOR_WEIGHT: &str = "prior.weight";
+
 impl ExpNet {
     /// Builds a network with seeded uniform(±1/√fan_in) weights (PyTorch's
     /// default), so training is reproducible; candle's CPU RNG cannot be seeded.
@@ -183,6 +197,16 @@ impl ExpNet {
             let bias: Vec<f32> = (0..w[1]).map(|_| rng.gen_range(-bound..bound)).collect();
             tensors.push((layer_name(i, "weight"), vec![w[1], w[0]], weight));
             tensors.push((layer_name(i, "bias"), vec![w[1]], bias));
+        }
+        if config.prior.is_some() {
+            // Output layer at zero: the untrained network is the prior column.
+            let last = dims.len() - 2;
+            for (name, _, values) in tensors.iter_mut() {
+                if *name == layer_name(last, "weight") || *name == layer_name(last, "bias") {
+                    values.fill(0.0);
+                }
+            }
+            tensors.push((PRIOR_WEIGHT.to_string(), vec![1], vec![1.0]));
         }
         if config.context_heads > 0 {
             let width = *dims.iter().rev().nth(1).unwrap_or(&1);
@@ -239,8 +263,15 @@ impl ExpNet {
             spec.dim()
         );
         anyhow::ensure!(std.iter().all(|s| *s > 0.0), "normalisation std must be positive");
+        let prior_column = match &config.prior {
+            Some(name) => Some(spec.feature_names().iter().position(|n| n == name).with_context(|| {
+                format!("the prior column \"{name}\" is not among this ExpNet's features (hint: --prior alti needs --decomposition alti and --depth-bins)")
+            })?),
+            None => None,
+        };
         let varmap = VarMap::new();
         let mut layers = Vec::new();
+        let mut prior = None;
         let context = {
             let mut data = varmap.data().lock().map_err(|_| anyhow::anyhow!("ExpNet weight map lock poisoned"))?;
             let mut get = |name: &str| -> anyhow::Result<Tensor> {
@@ -256,12 +287,16 @@ impl ExpNet {
                 let b = get(&layer_name(i, "bias"))?;
                 layers.push(Linear::new(w, Some(b)));
             }
+            if let Some(col) = prior_column {
+                // The centre token's block of a neighbour-expanded input row.
+                prior = Some((config.neighbour_window * spec.dim() + col, get(PRIOR_WEIGHT)?));
+            }
             match config.context_heads {
                 0 => None,
                 heads => Some(ContextLayer::new(heads, &mut get)?),
             }
         };
-        Ok(Self { spec, config, mean, std, varmap, layers, context, info })
+        Ok(Self { spec, config, mean, std, varmap, layers, context, prior, info })
     }
 
     pub fn spec(&self) -> &FeatureSpec {
@@ -396,6 +431,9 @@ impl ExpNet {
             }
             h = layer.forward(&h)?;
             if i == last {
+                if let Some((col, w)) = &self.prior {
+                    h = (h + x.narrow(1, *col, 1)?.broadcast_mul(w)?)?;
+                }
                 break;
             }
             h = match self.config.activation {
@@ -511,6 +549,9 @@ impl ExpNet {
                 tensors.push((name, shape, values));
             }
         }
+        if header.net.prior.is_some() {
+            tensors.push((PRIOR_WEIGHT.to_string(), vec![1], r.f32(PRIOR_WEIGHT, &[1])?));
+        }
         let mut info = header.info;
         if info.hidden_size.is_none() {
             info.hidden_size = header.model.hidden_size;
@@ -539,6 +580,48 @@ mod tests {
         let f = spec.dim();
         let config = NetConfig { hidden: vec![8, 4], neighbour_window: window, ..NetConfig::default() };
         ExpNet::init(spec, config, vec![0.1; f], vec![0.5; f], 7).unwrap()
+    }
+
+    /// An untrained residual ExpNet ranks tokens exactly as its prior
+    /// column does (neighbour window or not); once its weights move it no
+    /// longer has to, and a file round trip keeps its scores.
+    #[test]
+    fn a_prior_column_is_the_untrained_ranking_and_survives_a_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        for window in [0, 1] {
+            let spec = FeatureSpec::new(2, 3);
+            let col = "cls_to_token.L1.H2";
+            let idx = spec.feature_names().iter().position(|n| n == col).unwrap();
+            let config = NetConfig { hidden: vec![8, 4], neighbour_window: window, prior: Some(col.into()), ..NetConfig::default() };
+            let f = spec.dim();
+            let net = ExpNet::init(spec, config, vec![0.1; f], vec![0.5; f], 3).unwrap();
+            let features: Vec<Vec<f32>> = (0..6).map(|i| (0..f).map(|j| ((i * 7 + j * 3) % 11) as f32 / 11.0).collect()).collect();
+            let special = [false; 6];
+            let scores = net.score_features(&features, &special).unwrap();
+            let rank = |v: &[f32]| {
+                let mut o: Vec<usize> = (0..v.len()).collect();
+                o.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+                o
+            };
+            let column: Vec<f32> = features.iter().map(|r| r[idx]).collect();
+            assert_eq!(rank(&scores), rank(&column), "window {window}: scores {scores:?} vs column {column:?}");
+            // Moved weights: no longer the column's ranking, and saved as is.
+            let snap: NamedWeights = net.snapshot().unwrap().into_iter().map(|(n, sh, v)| {
+                let v = v.iter().enumerate().map(|(i, x)| x + ((i * 13 % 7) as f32 - 3.0) * 0.3).collect();
+                (n, sh, v)
+            }).collect();
+            net.restore(&snap).unwrap();
+            let moved = net.score_features(&features, &special).unwrap();
+            assert_ne!(rank(&moved), rank(&column), "window {window}: the MLP should change the ranking");
+            let path = dir.path().join(format!("prior-{window}.safetensors"));
+            net.save(&path).unwrap();
+            let back = ExpNet::load(&path).unwrap();
+            assert_eq!(back.config().prior.as_deref(), Some(col));
+            assert_eq!(back.score_features(&features, &special).unwrap(), moved);
+        }
+        let bad = NetConfig { prior: Some("alti.depth3of4.rollout".into()), ..NetConfig::default() };
+        let err = ExpNet::untrained(FeatureSpec::new(2, 3), bad, 1).unwrap_err().to_string();
+        assert!(err.contains("not among this ExpNet's features") && err.contains("hint"), "{err}");
     }
 
     #[test]
