@@ -11,6 +11,10 @@
 # TASK=hx: the same on HateXplain (train posts; the first 300 test posts held out)
 #   with the quick HateXplain classifier of docs/MODELS.md (HX_MODEL=folder to
 #   use another); file names get a -hx suffix.
+# TEACHER=kernel-shap SAMPLES=500 REFERENCE=4000: another teacher (occlusion by default)
+#   at a sample budget, and a REFERENCE-sample run of it on the 300 test texts that the
+#   student and a second same-budget teacher run (another seed) are compared with;
+#   file names get a -TEACHER-SAMPLES suffix.
 # The teacher cache is shared by every variant, so only the first run pays for the teacher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +33,14 @@ case $TASK in
       MODEL=(--model "$HX"); SET="hatexplain:$DATA/hatexplain"; SFX="-hx" ;;
   *) echo "TASK must be sst or hx" >&2; exit 2 ;;
 esac
-common=("${MODEL[@]}" --teacher occlusion --input "$SET#train" --limit "$LIMIT" --val-fraction 0.15
-        --test "$SET#test" --test-limit 300 --cache "$OUT/occlusion-$TASK.teacher.jsonl" --no-register)
+TEACHER=${TEACHER:-occlusion}
+TEX=(--teacher "$TEACHER")
+[ -z "${SAMPLES:-}" ] || TEX+=(--samples "$SAMPLES")
+[ -z "${REFERENCE:-}" ] || TEX+=(--reference-samples "$REFERENCE")
+TAG=$TEACHER${SAMPLES:+-$SAMPLES}
+[ "$TAG" = occlusion ] || SFX="$SFX-$TAG"
+common=("${MODEL[@]}" "${TEX[@]}" --input "$SET#train" --limit "$LIMIT" --val-fraction 0.15
+        --test "$SET#test" --test-limit 300 --cache "$OUT/$TAG-$TASK.teacher.jsonl" --no-register)
 run() { # NAME ARGS...
   local name=$1$SFX; shift
   $E distill "${common[@]}" "$@" --out "$OUT/$name-$LIMIT.safetensors" > "$OUT/$name-$LIMIT.json" 2> "$OUT/$name-$LIMIT.log"
@@ -62,5 +72,5 @@ done
 # Faithfulness and cost of a student and its teacher on the same 300 test sentences, one run.
 if [ -f "$OUT/all$SFX-$LIMIT.safetensors" ]; then
   $E eval "${MODEL[@]}" --data "$SET" --split test --limit 300 --expnet "$OUT/all$SFX-$LIMIT.safetensors" \
-    --methods expnet,occlusion --format markdown > "$OUT/eval-all$SFX-$LIMIT.md"
+    --methods "expnet,${TEACHER//-/_}" --format markdown > "$OUT/eval-all$SFX-$LIMIT.md"
 fi

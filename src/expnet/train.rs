@@ -289,6 +289,12 @@ pub fn train(
     let mut order = pieces.clone();
     let in_dim = net.input_dim();
     let (mut best_f1, mut best_epoch, mut best_snap, mut since_best) = (f32::NEG_INFINITY, 0, None, 0);
+    // A residual ExpNet starts as its prior column: that is epoch 0, kept
+    // unless an epoch beats it on validation (training must earn its place).
+    if let (Some(v), Some(_)) = (val, &cfg.net.prior) {
+        best_f1 = evaluate(&net, v, pos_weight)?.1;
+        best_snap = Some(net.snapshot()?);
+    }
     let mut epochs_run = 0;
     for epoch in 1..=cfg.epochs {
         let started = Instant::now();
