@@ -8,7 +8,8 @@
 #     OUTDIR default ~/.cache/expnet-models/transfer-decomp; VARIANTs below (default: dcls dall donly)
 # Same classifiers, training data and --limit as scripts/transfer.sh (run it first:
 # it builds the quick classifiers); link or copy its cache/features-*.safetensors
-# into OUTDIR/cache to skip re-extracting attentions. TASKS="sst hx nli" adds e-SNLI.
+# into OUTDIR/cache to skip re-extracting attentions. TASKS="sst hx nli" adds e-SNLI,
+# TASKS="sst hx nli mov" ERASER Movies too (classifier: scripts/models.sh movies).
 # Every step is skipped when its output exists, so a rerun resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +23,13 @@ TASKS=${TASKS:-"sst hx"}
 mkdir -p "$OUT"
 [ -n "${EXPNET_BIN:-}" ] || cargo build --release --quiet
 E=${EXPNET_BIN:-target/release/expnet}
-declare -A MODEL=([sst]=assets/models/minilm-sst2 [hx]=$M/minilm-hatexplain-quick [nli]=$M/minilm-esnli-quick)
+declare -A MODEL=([sst]=assets/models/minilm-sst2 [hx]=$M/minilm-hatexplain-quick [nli]=$M/minilm-esnli-quick [mov]=$M/minilm-movies)
 for t in $TASKS; do
-  [ -f "${MODEL[$t]}/config.json" ] || [ "$t" = sst ] || { echo "no classifier for $t at ${MODEL[$t]} (hint: run scripts/transfer.sh first)" >&2; exit 1; }
+  [ -f "${MODEL[$t]}/config.json" ] || [ "$t" = sst ] || { echo "no classifier for $t at ${MODEL[$t]} (hint: run scripts/transfer.sh first, and scripts/models.sh movies for mov)" >&2; exit 1; }
 done
-declare -A TRAIN=([sst]="sst:$D/sst" [hx]="hatexplain:$D/hatexplain#dev" [nli]="esnli:$D/esnli#dev")
-declare -A TEST=([sst]="sst:$D/sst" [hx]="hatexplain:$D/hatexplain" [nli]="esnli:$D/esnli")
+# Movies: ExpNet rationales from the validation reviews (the classifier trained on the train split).
+declare -A TRAIN=([sst]="sst:$D/sst" [hx]="hatexplain:$D/hatexplain#dev" [nli]="esnli:$D/esnli#dev" [mov]="movies:$D/movies#val")
+declare -A TEST=([sst]="sst:$D/sst" [hx]="hatexplain:$D/hatexplain" [nli]="esnli:$D/esnli" [mov]="movies:$D/movies")
 declare -A VARIANT=(
   # decomposition groups + [CLS]->token attention
   [dcls]="--decomposition value_norm,alti --drop token_to_cls,received,self_attn"
@@ -59,11 +61,17 @@ declare -A VARIANT=(
   [att]=""
   [attcls]="--drop token_to_cls,received,self_attn"
 )
-# Forward-only baselines, once per test task (same examples as every ExpNet row).
+# Baselines, once per test task (same examples as every ExpNet row): forward-only
+# (BASELINES; flow is slow on Movies' 260-piece windows) and, with GRADIENTS=1, the
+# gradient and attention×gradient families.
+BASELINES=${BASELINES:-attention,rollout,flow,value_norm,alti,globenc}
 for held in $TASKS; do
   r=$OUT/eval-$held-baselines.md
   [ -s "$r" ] || nice $E eval --model "${MODEL[$held]}" --data "${TEST[$held]}" --split test --limit "$LIMIT" \
-      --methods attention,rollout,flow,value_norm,alti,globenc --no-faithfulness --format markdown > "$r" 2> "$r.log"
+      --methods "$BASELINES" --no-faithfulness --format markdown > "$r" 2> "$r.log"
+  r=$OUT/eval-$held-gradients.md
+  [ -z "${GRADIENTS:-}" ] || [ -s "$r" ] || nice $E eval --model "${MODEL[$held]}" --data "${TEST[$held]}" --split test --limit "$LIMIT" \
+      --methods saliency,grad_x_input,integrated_gradients,chefer,grad_sam --no-faithfulness --format markdown > "$r" 2> "$r.log"
 done
 for v in $VARIANTS; do
   [ -n "${VARIANT[$v]:-}" ] || { echo "unknown variant $v (valid: ${!VARIANT[*]})" >&2; exit 1; }
