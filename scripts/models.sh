@@ -21,7 +21,7 @@ build() { # NAME then finetune arguments
   if [ -f "$M/$name/model.safetensors" ]; then echo "$name: present"; return; fi
   echo "$name: training ($(date -u +%H:%M:%S))"
   local t0=$SECONDS
-  "$BIN" finetune --base "$BASE" --out "$M/$name" "$@" 2>&1 | tr '\r' '\n' | grep -v ' ETA ' | tee "$M/$name.log"
+  "$BIN" finetune --base "$BASE" --out "$M/$name" "$@" 2>&1 | tr '\r' '\n' | grep --line-buffered -v ' ETA ' | tee "$M/$name.log"
   echo "$name: $((SECONDS - t0)) s" | tee -a "$M/$name.log"
 }
 
