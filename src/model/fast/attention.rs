@@ -60,15 +60,30 @@ pub(super) fn attention(qkv: &[f32], d: Dims, scale: f32, mask: Option<&[f32]>, 
             );
             let m = mask.map(|m| &m[b * len..(b + 1) * len]);
             s.chunks_mut(len).for_each(|row| softmax_row(row, scale, m));
-            // ctx[i, c] = Σ_j p[i, j]·v[j, c]
-            matmul(
-                len,
-                dh,
-                len,
-                (ctx_ptr.at(b * len * hidden + h * dh), 1, hidden as isize),
-                View(s.as_ptr(), 1, len as isize),
-                View(qkv.as_ptr().add(base + 2 * hidden), 1, ld as isize),
-            );
+            context(s, qkv, d, t, ctx_ptr);
         }
     });
+}
+
+/// `ctx[i, c] = Σ_j p[i, j]·v[j, c]` for task `t` = (sequence, head):
+/// the probabilities `p` (`[len, len]`) times that head's values, into its
+/// columns of the sequence's context rows.
+///
+/// # Safety
+/// `qkv` and `ctx` must have the shapes of [`attention`], and no other task
+/// may write the same (sequence, head) block of `ctx` at the same time.
+pub(super) unsafe fn context(p: &[f32], qkv: &[f32], d: Dims, t: usize, ctx: Out) {
+    let Dims { len, heads, hidden, .. } = d;
+    let (b, h, dh, ld) = (t / heads, t % heads, hidden / heads, 3 * hidden);
+    // SAFETY: passed on from the caller; the views stay inside the buffers.
+    unsafe {
+        matmul(
+            len,
+            dh,
+            len,
+            (ctx.at(b * len * hidden + h * dh), 1, hidden as isize),
+            View(p.as_ptr(), 1, len as isize),
+            View(qkv.as_ptr().add(b * len * ld + h * dh + 2 * hidden), 1, ld as isize),
+        );
+    }
 }

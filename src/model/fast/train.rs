@@ -14,7 +14,7 @@
 //! Dropout masks come from a counter-based hash of (seed, site, index):
 //! a step is reproducible from its seed whatever the thread count.
 
-use super::attention::Dims;
+use super::attention::{Dims, context};
 use super::backward::attention_back;
 use super::linear::{Epilogue, Out, View as MatView, linear, linear_back, linear_weight_grad, matmul, parallel, tasks};
 use super::rows::{self, softmax_row};
@@ -282,14 +282,7 @@ fn attention(qkv: &[f32], d: Dims, scale: f32, mask: Option<&[f32]>, probs: &mut
             } else {
                 s
             };
-            matmul(
-                len,
-                dh,
-                len,
-                (ctx_out.at(b * len * hidden + h * dh), 1, hidden as isize),
-                MatView(pv.as_ptr(), 1, len as isize),
-                MatView(qkv.as_ptr().add(base + 2 * hidden), 1, ld as isize),
-            );
+            context(pv, qkv, d, t, ctx_out);
         }
     });
     dropped
