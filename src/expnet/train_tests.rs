@@ -215,6 +215,14 @@ fn a_prior_column_is_epoch_zero_and_training_must_beat_it() {
     let (_, f1) = evaluate(&net, &val, 1.0).unwrap();
     assert!(f1 + 1e-6 >= prior_f1, "residual net {f1} fell below its prior {prior_f1}");
     assert!(prior_f1 > 0.8, "the informative column alone should rank well: {prior_f1}");
+    // Epochs that cannot improve on it (a learning rate too small to move
+    // anything) leave the prior in place: epoch 0 is kept, not epoch 1.
+    let mut still = cfg.clone();
+    still.lr = 1e-12;
+    still.epochs = 2;
+    let net = train(&train_set, Some(&val), &still, &mut |_| {}).unwrap();
+    assert_eq!(net.info.training.as_ref().unwrap().best_epoch, 0, "epoch 0 (the prior) should be kept");
+    assert!((evaluate(&net, &val, 1.0).unwrap().1 - prior_f1).abs() < 1e-6);
 
     let mut cfg = quick_config(5);
     cfg.net.prior = Some("cls_to_token.L1.H2".into());

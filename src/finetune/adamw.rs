@@ -12,19 +12,19 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use rayon::prelude::*;
 
-/// Hyper-parameters (PyTorch's defaults for the betas and epsilon).
+/// Hyper-parameters (PyTorch's defaults for the betas and epsilon); the
+/// weight decay is per variable (see [`FusedAdamW::new`]).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamWParams {
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    pub weight_decay: f64,
 }
 
 impl Default for AdamWParams {
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
     }
 }
 
@@ -137,7 +137,7 @@ mod tests {
             let b: Vec<Var> = a.iter().map(|v| Var::from_tensor(&v.as_tensor().copy().unwrap()).unwrap()).collect();
             let p = ParamsAdamW { lr: 0.01, weight_decay: wd, ..Default::default() };
             let mut reference = AdamW::new(a.to_vec(), p.clone()).unwrap();
-            let ours_params = AdamWParams { lr: 0.01, weight_decay: wd, beta1: p.beta1, beta2: p.beta2, eps: p.eps };
+            let ours_params = AdamWParams { lr: 0.01, beta1: p.beta1, beta2: p.beta2, eps: p.eps };
             let mut ours = FusedAdamW::new(b.iter().map(|v| (v.clone(), wd)).collect(), ours_params).unwrap();
             for _ in 0..5 {
                 let loss = |vs: &[Var]| -> Tensor {
@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn clipping_scales_to_the_norm() {
         let x = Var::from_tensor(&Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap()).unwrap();
-        let mut opt = FusedAdamW::new(vec![(x.clone(), 0.0)], AdamWParams { lr: 0.1, weight_decay: 0.0, ..Default::default() }).unwrap();
+        let mut opt = FusedAdamW::new(vec![(x.clone(), 0.0)], AdamWParams { lr: 0.1, ..Default::default() }).unwrap();
         // d/dx Σ x² = 2x = (6, 8): norm 10.
         let grads = x.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
         assert!((opt.grad_norm(&grads).unwrap() - 10.0).abs() < 1e-9);

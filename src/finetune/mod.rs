@@ -282,7 +282,7 @@ pub fn finetune(
     let total_steps = steps_per_epoch * cfg.epochs;
     let warmup_steps = ((total_steps as f64) * cfg.warmup).round() as usize;
     let mut optimizer =
-        FusedAdamW::new(t.with_weight_decay(cfg.weight_decay), AdamWParams { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
+        FusedAdamW::new(t.with_weight_decay(cfg.weight_decay), AdamWParams { lr: cfg.lr, ..Default::default() })?;
     let mode = RunMode { differentiable: true, attention_probes: false, dropout: Some(cfg.dropout) };
     let encoder = model.encoder();
     let dev_ = Device::Cpu;

@@ -152,13 +152,7 @@ fn run(
     } else if emb != hidden {
         return Ok(None);
     }
-    let mask: Option<Vec<f32>> = match input.attention_mask {
-        Some(m) => Some(m.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| (1.0 - v) * -1e9).collect()),
-        None => None,
-    };
-    if mask.as_ref().is_some_and(|m| m.len() != rows_n) {
-        candle_core::bail!("attention mask has {} values for {batch}×{len} tokens", mask.as_ref().map_or(0, Vec::len));
-    }
+    let mask = additive_mask(input, batch, len)?;
     let dims = attention::Dims { batch, len, heads, hidden };
     if let Some(t) = tape.as_deref_mut() {
         t.dims = dims;
@@ -236,6 +230,17 @@ fn run(
         None => None,
     };
     Ok(Some(EncoderOutput { hidden_states, attentions, attention_probes: Vec::new(), logits }))
+}
+
+/// The attention mask as additive values per key, `[batch·len]`: 0 for a
+/// token, −1e9 for padding (`None` without a mask).
+fn additive_mask(input: &EncoderInput, batch: usize, len: usize) -> candle_core::Result<Option<Vec<f32>>> {
+    let Some(m) = input.attention_mask else { return Ok(None) };
+    let mask: Vec<f32> = m.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| (1.0 - v) * -1e9).collect();
+    if mask.len() != batch * len {
+        candle_core::bail!("attention mask has {} values for {batch}×{len} tokens", mask.len());
+    }
+    Ok(Some(mask))
 }
 
 /// Word + position + type embeddings, `[batch·len, emb]` (before their layer norm).

@@ -18,10 +18,11 @@ use super::attention::{Dims, context};
 use super::backward::attention_back;
 use super::linear::{Epilogue, Out, View as MatView, linear, linear_back, linear_weight_grad, matmul, parallel, tasks};
 use super::rows::{self, softmax_row};
-use super::{LayerViews, NormView, embeddings};
+use super::{LayerViews, NormView, additive_mask, embeddings};
 use crate::model::encoder::{Encoder, EncoderInput, LayerNorm, RunMode};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
+use std::borrow::Cow;
 
 /// Dropout with probability `p`, its masks drawn from `seed`.
 #[derive(Clone, Copy)]
@@ -66,9 +67,9 @@ fn site(layer: usize, which: u64) -> u64 {
     1 + 3 * layer as u64 + which
 }
 
-/// `v ⊙ mask` (a copy; `v` itself when there is no mask).
-fn masked(v: &[f32], mask: &[f32]) -> Vec<f32> {
-    if mask.is_empty() { v.to_vec() } else { v.iter().zip(mask).map(|(a, m)| a * m).collect() }
+/// `v ⊙ mask`; `v` itself, not a copy, when there is no mask.
+fn masked<'a>(v: &'a [f32], mask: &[f32]) -> Cow<'a, [f32]> {
+    if mask.is_empty() { Cow::Borrowed(v) } else { Cow::Owned(v.iter().zip(mask).map(|(a, m)| a * m).collect()) }
 }
 
 /// What the forward pass of one layer keeps for the weight gradients.
@@ -134,13 +135,7 @@ pub(in crate::model) fn step(
     if drop.active() {
         x.iter_mut().zip(&embed_mask).for_each(|(v, m)| *v *= m);
     }
-    let mask: Option<Vec<f32>> = match input.attention_mask {
-        Some(m) => Some(m.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?.iter().map(|&v| (1.0 - v) * -1e9).collect()),
-        None => None,
-    };
-    if mask.as_ref().is_some_and(|m| m.len() != rows_n) {
-        candle_core::bail!("attention mask has {} values for {batch}×{len} tokens", mask.as_ref().map_or(0, Vec::len));
-    }
+    let mask = additive_mask(input, batch, len)?;
     let dims = Dims { batch, len, heads, hidden };
     let scale = 1.0 / ((hidden / heads) as f32).sqrt();
     let mut tapes = Vec::with_capacity(enc.layers.len());
@@ -194,9 +189,7 @@ pub(in crate::model) fn step(
         let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
         let inter_n = v.ffn_in.w.dims[0];
         // Second norm; its input was dropout(ffn_out(act)) + h.
-        let mut d_sum = vec![0f32; rows_n * hidden];
-        rows::layer_norm_back(&lt.out_sum, v.out_norm.w.data(), v.out_norm.eps, &dx, &mut d_sum);
-        norm_grads(&mut grads, &layer.out_norm, &lt.out_sum, &dx)?;
+        let d_sum = norm_back(&mut grads, &layer.out_norm, &v.out_norm, &lt.out_sum, &dx)?;
         let d_y = masked(&d_sum, &lt.out_mask);
         linear_grads(&mut grads, &layer.ffn_out, &d_y, hidden, 0, rows_n, &lt.ffn_act)?;
         let mut d_inter = vec![0f32; rows_n * inter_n];
@@ -206,9 +199,7 @@ pub(in crate::model) fn step(
         let mut d_h = d_sum;
         linear_back(&d_inter, inter_n, 0, rows_n, &v.ffn_in.lin(), &mut d_h, true);
         // First norm; its input was dropout(attn_out(ctx)) + x_in.
-        let mut d_sum = vec![0f32; rows_n * hidden];
-        rows::layer_norm_back(&lt.attn_sum, v.attn_norm.w.data(), v.attn_norm.eps, &d_h, &mut d_sum);
-        norm_grads(&mut grads, &layer.attn_norm, &lt.attn_sum, &d_h)?;
+        let d_sum = norm_back(&mut grads, &layer.attn_norm, &v.attn_norm, &lt.attn_sum, &d_h)?;
         let d_y = masked(&d_sum, &lt.attn_mask);
         linear_grads(&mut grads, &layer.attn_out, &d_y, hidden, 0, rows_n, &lt.ctx)?;
         let mut d_ctx = vec![0f32; rows_n * hidden];
@@ -225,12 +216,8 @@ pub(in crate::model) fn step(
 
     // Embeddings: dropout, their norm, then rows scattered into the tables.
     let d_norm = masked(&dx, &embed_mask);
-    let mut d_embed = vec![0f32; rows_n * emb];
-    match NormView::of(&enc.embed_norm, emb) {
-        Some(norm) => rows::layer_norm_back(&embed_sum, norm.w.data(), norm.eps, &d_norm, &mut d_embed),
-        None => return Ok(None),
-    }
-    norm_grads(&mut grads, &enc.embed_norm, &embed_sum, &d_norm)?;
+    let Some(view) = NormView::of(&enc.embed_norm, emb) else { return Ok(None) };
+    let d_embed = norm_back(&mut grads, &enc.embed_norm, &view, &embed_sum, &d_norm)?;
     scatter_rows(&mut grads, enc.word_embedding_table(), word_ids, &d_embed, emb)?;
     for (table, ids) in [(&enc.position_embeddings, input.position_ids), (&enc.type_embeddings, input.type_ids)] {
         if let Some(table) = table {
@@ -307,13 +294,17 @@ fn linear_grads(grads: &mut GradStore, l: &candle_nn::Linear, dy: &[f32], dys: u
     Ok(())
 }
 
-/// Gain and bias gradients of a layer norm from its input and output gradient.
-fn norm_grads(grads: &mut GradStore, norm: &LayerNorm, x: &[f32], dy: &[f32]) -> candle_core::Result<()> {
+/// A layer norm's backward from its input `x` and output gradient `dy`:
+/// returns the input gradient; the gain and bias gradients go into the store.
+fn norm_back(grads: &mut GradStore, norm: &LayerNorm, view: &NormView, x: &[f32], dy: &[f32]) -> candle_core::Result<Vec<f32>> {
+    let mut dx = vec![0f32; x.len()];
+    rows::layer_norm_back(x, view.w.data(), view.eps, dy, &mut dx);
     let n = norm.weight.elem_count();
     let (mut dw, mut db) = (vec![0f32; n], vec![0f32; n]);
-    rows::layer_norm_param_grads(x, norm.eps as f32, dy, &mut dw, &mut db);
+    rows::layer_norm_param_grads(x, view.eps, dy, &mut dw, &mut db);
     put(grads, &norm.weight, dw, norm.weight.device())?;
-    put(grads, &norm.bias, db, norm.bias.device())
+    put(grads, &norm.bias, db, norm.bias.device())?;
+    Ok(dx)
 }
 
 /// An embedding table's gradient: row `ids[r]` receives `d[r]`.
