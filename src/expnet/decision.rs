@@ -99,9 +99,7 @@ fn weights(model: &Model) -> anyhow::Result<Arc<Vec<LayerWeights>>> {
     Ok(w)
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+use crate::model::ops::dot;
 
 /// The last layer's pre-norm [CLS] state, `Σ_j Σ_h α^h_0j f_h(x_j) + b_O + x_0`.
 fn cls_pre_state(forward: &ForwardOutput, w: &LayerWeights) -> Vec<f32> {
@@ -216,15 +214,20 @@ pub fn decision_rows(model: &Model, forward: &ForwardOutput, target: usize) -> a
             c[h] += gk * lw.value_bias[k];
         }
         let x = &forward.hidden_states[l];
+        let mut received = vec![0f32; n];
         for h in 0..heads {
             let att = a.head(l, h);
             let col = l * heads + h;
+            // Column sums of the attention map, row by row (contiguous reads).
+            received.iter_mut().for_each(|r| *r = 0.0);
+            for row in att[..n * n].chunks_exact(n) {
+                received.iter_mut().zip(row).for_each(|(r, v)| *r += v);
+            }
             for j in 0..n {
                 let pj = dot(&x[j], &m[h * d..(h + 1) * d]) + c[h];
-                let received = (0..n).map(|i| att[i * n + j]).sum::<f32>() / n as f32;
                 rows[j][col] = att[j] * pj;
                 rows[j][lh + col] = pj;
-                rows[j][2 * lh + col] = received * pj;
+                rows[j][2 * lh + col] = received[j] / n as f32 * pj;
             }
         }
     }

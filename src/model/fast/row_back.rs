@@ -11,10 +11,7 @@
 use super::rows;
 use super::{LayerViews, LinView, View};
 use crate::model::encoder::{Encoder, Head};
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+use crate::model::ops::dot;
 
 /// `y = W·x + b` for a torch-layout weight `[n, k]`.
 fn mat_vec(w: &[f32], b: Option<&View>, x: &[f32]) -> Vec<f32> {

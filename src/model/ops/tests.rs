@@ -166,3 +166,16 @@ fn frozen_linear_gradients() {
     let g = y.sum_all().unwrap().backward().unwrap();
     assert!(g.get(wv.as_tensor()).is_some(), "trainable weight lost its gradient");
 }
+
+#[test]
+fn dot_matches_a_f64_sum_at_every_length() {
+    for n in [0usize, 1, 15, 16, 17, 384, 1000] {
+        let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 19) as f32 - 9.0) / 7.0).collect();
+        let b: Vec<f32> = (0..n).map(|i| ((i * 11 % 13) as f32 - 6.0) / 5.0).collect();
+        let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let got = super::dot(&a, &b) as f64;
+        assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "n = {n}: {got} vs {want}");
+    }
+    // Unequal lengths: the shorter one counts.
+    assert_eq!(super::dot(&[1.0, 2.0, 3.0], &[4.0, 5.0]), 14.0);
+}
