@@ -66,6 +66,10 @@ declare -A VARIANT=(
   [gsprior]="--decomposition value_norm,alti,globenc --drop token_to_cls,received,self_attn --gradient all --prior saliency"
   # the four gradient columns alone (+ position and the special flag), no attention or decomposition
   [gronly]="--drop cls_to_token,token_to_cls,received,self_attn --gradient all"
+  # ALTI columns + the four gradient columns, no attention, no position (aonly + gradient)
+  [agrad]="--decomposition alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position --gradient all"
+  # gronly without the relative-position column
+  [grnopos]="--drop cls_to_token,token_to_cls,received,self_attn,relative_position --gradient all"
   # attention only, as scripts/transfer.sh (for runs with other TASKS)
   [att]=""
   [attcls]="--drop token_to_cls,received,self_attn"
