@@ -16,8 +16,8 @@ fn load(name: &str) -> Model {
     Model::load(fixture(name).to_str().unwrap()).unwrap()
 }
 
-fn predicted(model: &Model, fwd: &expnet::model::ForwardOutput) -> usize {
-    let _ = model;
+/// The class every method explains by default: the predicted one.
+fn predicted(fwd: &expnet::model::ForwardOutput) -> usize {
     fwd.prediction.as_ref().unwrap().index
 }
 
@@ -39,7 +39,7 @@ fn gradient_columns_keep_one_width_across_encoders_and_equal_the_methods() {
         shapes.push((model.num_layers(), model.num_heads()));
         let enc = model.encode("a great movie, not a bad one").unwrap();
         let fwd = model.forward(&enc).unwrap();
-        let target = predicted(&model, &fwd);
+        let target = predicted(&fwd);
         let input = ExplainInput::new(&model, &enc, &fwd, target);
         let raw = grad_features::raw_rows(input.gradients().unwrap());
         assert_eq!(raw.len(), enc.len(), "{name}");
@@ -116,7 +116,7 @@ fn train_with_gradient_reads_each_source_through_its_own_model() {
         let model = load(name);
         let enc = model.encode(&first.text()).unwrap();
         let fwd = model.forward(&enc).unwrap();
-        let target = predicted(&model, &fwd);
+        let target = predicted(&fwd);
         let g = model.gradients(&enc, target).unwrap();
         let raw = grad_features::raw_rows(&g);
         let matching: Vec<usize> = (0..2)
