@@ -132,7 +132,12 @@ pub(crate) fn cls_log_prob(model: &Model, p: &AttentionBlockParams, pre: &Tensor
     let y = layer_norm(pre, &p.norm_weight, &p.norm_bias, p.norm_eps)?;
     let ffn = model.encoder().feed_forward(last, &y)?.ok_or_else(|| anyhow::anyhow!("layer {last} has no feed-forward block"))?;
     let h = layer_norm(&(ffn + &y)?, &p.output_norm_weight, &p.output_norm_bias, p.output_norm_eps)?;
-    let logits = model.encoder().head_logits(&h)?.ok_or_else(|| anyhow::anyhow!("{} is a bare encoder: decision features need its classification head", model.name))?;
+    head_log_prob(model, &h, target)
+}
+
+/// The explained class's log probability from a last-layer row `h` (`[1, d]`).
+fn head_log_prob(model: &Model, h: &Tensor, target: usize) -> anyhow::Result<Tensor> {
+    let logits = model.encoder().head_logits(h)?.ok_or_else(|| anyhow::anyhow!("{} is a bare encoder: decision features need its classification head", model.name))?;
     let classes = logits.dim(1)?;
     anyhow::ensure!(target < classes, "explained class {target} is outside the model's {classes} classes");
     Ok(candle_nn::ops::log_softmax(&logits, 1)?.narrow(1, target, 1)?.sum_all()?)
@@ -146,8 +151,32 @@ pub(crate) fn decision_direction(model: &Model, forward: &ForwardOutput, target:
     let w = weights(model)?;
     let pre = cls_pre_state(forward, &w[last]);
     let d = pre.len();
+    let device = p.value_weight.device().clone();
+    // One row by hand: norms, feed-forward block and head (candle's graph for
+    // the head only where the hand-written one does not apply).
+    let head_back = |h: &[f32]| -> anyhow::Result<(f32, Vec<f32>)> {
+        if let Some(back) = model.encoder().head_log_prob_back(h, target) {
+            return Ok(back);
+        }
+        let var = Var::from_vec(h.to_vec(), (1, d), &device)?;
+        let lp = head_log_prob(model, var.as_tensor(), target)?;
+        let grads = lp.backward()?;
+        let g = grads.get(var.as_tensor()).ok_or_else(|| anyhow::anyhow!("no gradient reached the [CLS] state"))?;
+        Ok((lp.to_scalar::<f32>()?, g.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?))
+    };
+    if let Some((lp, g)) = model.encoder().post_attention_row_back(last, &pre, head_back)? {
+        return Ok((g, lp));
+    }
+    direction_on_graph(model, &p, pre, target)
+}
+
+/// [`decision_direction`] on candle's graph from the pre-norm row `pre`:
+/// the fallback where the hand-written row does not apply, and the
+/// reference the tests hold it to.
+fn direction_on_graph(model: &Model, p: &AttentionBlockParams, pre: Vec<f32>, target: usize) -> anyhow::Result<(Vec<f32>, f32)> {
+    let d = pre.len();
     let var = Var::from_vec(pre, (1, d), p.value_weight.device())?;
-    let lp = cls_log_prob(model, &p, var.as_tensor(), target)?;
+    let lp = cls_log_prob(model, p, var.as_tensor(), target)?;
     let grads = lp.backward()?;
     let g = grads.get(var.as_tensor()).ok_or_else(|| anyhow::anyhow!("no gradient reached the [CLS] state"))?;
     Ok((g.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?, lp.to_scalar::<f32>()?))
@@ -227,6 +256,32 @@ mod tests {
             let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let lse = m + logits.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
             assert!((lp - (logits[target] - lse)).abs() < 1e-4, "class {target}: rebuilt {lp}, model {}", logits[target] - lse);
+        }
+    }
+
+    #[test]
+    fn the_hand_written_row_matches_candles_graph() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for name in ["tiny-bert", "tiny-distilbert", "tiny-roberta", "tiny-electra", "tiny-albert"] {
+            let model = Model::load_dir(&dir.join(name)).unwrap();
+            let enc = model.encode("not a bad story at all").unwrap();
+            let fwd = model.forward(&enc).unwrap();
+            let last = model.num_layers() - 1;
+            let p = block(&model, last).unwrap();
+            let pre = cls_pre_state(&fwd, &weights(&model).unwrap()[last]);
+            let hand = model.encoder().post_attention_row_back(last, &pre, |h| Ok::<_, ()>((0.0, h.to_vec()))).unwrap();
+            assert!(hand.is_some(), "{name}: the hand-written row did not apply");
+            assert!(model.encoder().head_log_prob_back(&pre, 0).is_some(), "{name}: the hand-written head did not apply");
+            for target in 0..2 {
+                let (g, lp) = decision_direction(&model, &fwd, target).unwrap();
+                let (want, want_lp) = direction_on_graph(&model, &p, pre.clone(), target).unwrap();
+                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0, "{name}: zero reference gradient");
+                for (a, b) in g.iter().zip(&want) {
+                    assert!((a - b).abs() <= 1e-5 * scale + 1e-7, "{name} class {target}: {a} vs {b}");
+                }
+                assert!((lp - want_lp).abs() < 1e-5, "{name}: log probability {lp} vs {want_lp}");
+            }
         }
     }
 

@@ -386,6 +386,34 @@ impl Encoder {
         l.ffn_out.forward(&inter).map(Some)
     }
 
+    /// `(f(h), ∂f/∂pre)` for a function `f` of `layer`'s output row `h`,
+    /// where `pre` is that row's pre-norm attention sum and `head_back(h)`
+    /// returns `f(h)` and `∂f/∂h`: one row through the norms and the
+    /// feed-forward block by hand. `None` where the hand-written path does
+    /// not apply (weights not plain f32 CPU tensors, ModernBERT); the caller
+    /// then builds the row on candle's graph.
+    pub fn post_attention_row_back<E>(
+        &self,
+        layer: usize,
+        pre: &[f32],
+        head_back: impl FnOnce(&[f32]) -> Result<(f32, Vec<f32>), E>,
+    ) -> Result<Option<(f32, Vec<f32>)>, E> {
+        if self.modern.is_some() || pre.len() != self.cfg.hidden_size {
+            return Ok(None);
+        }
+        super::fast::post_attention_row_back(self, layer, pre, head_back)
+    }
+
+    /// `(log p(target), ∂ log p(target)/∂h)` of the classification head on
+    /// one row `h`, by hand (no graph). `None` for a bare encoder, ModernBERT,
+    /// weights that are not plain f32 CPU tensors, or a target outside the classes.
+    pub fn head_log_prob_back(&self, h: &[f32], target: usize) -> Option<(f32, Vec<f32>)> {
+        if self.modern.is_some() {
+            return None;
+        }
+        super::fast::head_log_prob_back(self.head.as_ref()?, h, target)
+    }
+
     /// The classification head applied to any hidden vectors `[n, hidden]`
     /// (inference mode): a "logit lens" on every token, read by distilled
     /// ExpNet features. `None` for a bare encoder.

@@ -21,11 +21,13 @@ mod attention;
 mod backward;
 mod first_query;
 mod linear;
+mod row_back;
 mod rows;
 mod train;
 
 pub(super) use backward::{FastGradients, gradients};
 pub(super) use linear::serial;
+pub(super) use row_back::{head_log_prob_back, post_attention_row_back};
 pub(super) use train::step as train_step;
 
 use super::encoder::{Encoder, EncoderInput, EncoderOutput, LayerNorm};
