@@ -1,7 +1,9 @@
 //! Per-token features read off one forward pass's attention tensor.
 //!
-//! ExpNet never sees text or gradients: each token is described only by how
-//! attention flows to and from it in every layer and head. The [`FeatureSpec`]
+//! ExpNet never sees text: each token is described by how attention flows
+//! to and from it in every layer and head (plus, when the spec asks, the
+//! decomposition and shared-backward-pass columns of [`super::decomp_features`]
+//! and [`super::grad_features`]). The [`FeatureSpec`]
 //! is saved inside the ExpNet file so that scoring extracts exactly the
 //! columns the network was trained on, in the same order.
 
