@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Decomposition-feature variants of the shape-free transfer ExpNet (docs/RESULTS.md,
-# "Shape-free transfer ExpNet" -> "With decomposition features", issue 11):
+# Decomposition-feature (and gradient-feature: ggrad, ggradz, gsprior, gronly) variants
+# of the shape-free transfer ExpNet (docs/RESULTS.md, "Shape-free transfer ExpNet" ->
+# "With decomposition features", "With gradient features", issue 11):
 # value-norm-weighted attention and ALTI (optionally GlobEnc) per depth bin
 # (`expnet train --decomposition`), trained per task and leave-one-task-out,
 # tested on each task's test split with its own classifier.
@@ -57,6 +58,18 @@ declare -A VARIANT=(
   [dprior]="--decomposition value_norm,alti --drop token_to_cls,received,self_attn --prior alti"
   # gcls features, residual on ALTI
   [gprior]="--decomposition value_norm,alti,globenc --drop token_to_cls,received,self_attn --prior alti"
+  # gcls + the four shared-backward-pass scores (`--gradient`, issue 11 item 4), rank-normalised
+  [ggrad]="--decomposition value_norm,alti,globenc --drop token_to_cls,received,self_attn --gradient all"
+  # ggrad with the gradient columns z-scored per input instead of ranked
+  [ggradz]="--decomposition value_norm,alti,globenc --drop token_to_cls,received,self_attn --gradient all --gradient-normalization z"
+  # ggrad, residual on saliency (the untrained net ranks tokens as saliency does)
+  [gsprior]="--decomposition value_norm,alti,globenc --drop token_to_cls,received,self_attn --gradient all --prior saliency"
+  # the four gradient columns alone (+ position and the special flag), no attention or decomposition
+  [gronly]="--drop cls_to_token,token_to_cls,received,self_attn --gradient all"
+  # ALTI columns + the four gradient columns, no attention, no position (aonly + gradient)
+  [agrad]="--decomposition alti --drop cls_to_token,token_to_cls,received,self_attn,relative_position --gradient all"
+  # gronly without the relative-position column
+  [grnopos]="--drop cls_to_token,token_to_cls,received,self_attn,relative_position --gradient all"
   # attention only, as scripts/transfer.sh (for runs with other TASKS)
   [att]=""
   [attcls]="--drop token_to_cls,received,self_attn"

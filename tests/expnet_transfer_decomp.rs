@@ -139,6 +139,7 @@ fn train_with_decomposition_records_it_caches_it_and_explains_another_model() {
         decision: &[],
         target: 0,
         decomposition: &src_rows,
+        gradient: &[],
     };
     let direct = expnet::expnet::extract_full(net.spec(), &src).unwrap();
     for (a, b) in ex.features.iter().zip(&direct) {

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod methods;
 pub mod train;
 pub mod train_decomp;
+pub mod train_grad;
 pub mod tui;
 pub mod tui_backend;
 pub mod tui_distill;

@@ -62,6 +62,16 @@ pub struct TrainArgs {
     /// [CLS], per layer and rolled out); needs --depth-bins. Cached per group.
     #[arg(long)]
     pub decomposition: Option<String>,
+    /// Gradient signals of the one shared backward pass, one column each,
+    /// comma-separated: saliency, grad_x_input, grad_sam, chefer (or all);
+    /// each source read through its own classifier for its predicted class.
+    /// Costs one backward pass per text at scoring time. Cached.
+    #[arg(long)]
+    pub gradient: Option<String>,
+    /// Per-input normalisation of the --gradient columns: z or rank
+    /// (default: --normalization).
+    #[arg(long)]
+    pub gradient_normalization: Option<String>,
     /// Start from one feature column and learn a correction to it (a residual
     /// ExpNet whose untrained output ranks tokens as that column does): `alti`
     /// or `globenc` = that method's score (the last depth bin's rolled-out share;
@@ -77,6 +87,7 @@ pub struct TrainArgs {
 pub(crate) fn prior_column(prior: &str, depth_bins: usize) -> String {
     match prior {
         "alti" | "globenc" if depth_bins > 0 => format!("{prior}.depth{}of{depth_bins}.rollout", depth_bins - 1),
+        g if crate::expnet::grad_features::SIGNALS.contains(&g) => format!("gradient.{g}"),
         other => other.to_string(),
     }
 }
@@ -146,12 +157,17 @@ pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
     }
     let ids: Vec<String> = set.examples.iter().map(|e| e.id.clone()).collect();
     let decomposition = super::train_decomp::decomposition_rows(model, spec_str, spec, &ids, cache)?;
+    let gradient = super::train_grad::gradient_rows(model, spec_str, spec, &ids, cache)?;
     let mut derived = TrainingSet::new(spec.clone(), &set.model_id, &set.data_spec);
     for (i, mut ex) in set.examples.into_iter().enumerate() {
         let mut rows = derive_shaped(spec, &ex.features, &ex.special, layers, heads)?;
         if let Some(raw) = decomposition.get(i) {
             let columns = crate::expnet::decomp_features::derive(spec, raw, &ex.special, layers, heads)
                 .with_context(|| format!("example {}", ex.id))?;
+            rows.iter_mut().zip(columns).for_each(|(r, c)| r.extend(c));
+        }
+        if let Some(raw) = gradient.get(i) {
+            let columns = crate::expnet::grad_features::derive(spec, raw, &ex.special).with_context(|| format!("example {}", ex.id))?;
             rows.iter_mut().zip(columns).for_each(|(r, c)| r.extend(c));
         }
         ex.features = rows;
@@ -209,6 +225,23 @@ pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
     if let Some(groups) = &args.decomposition {
         spec.decomposition = crate::expnet::DecompositionGroups::parse(groups)?;
         spec.decomposition.check_model(&model)?;
+    }
+    if let Some(list) = &args.gradient {
+        spec.gradient = crate::expnet::GradientGroups::parse(list)?;
+        anyhow::ensure!(
+            spec.gradient.is_off() || model.is_classifier(),
+            "--gradient reads the backward pass of a classifier, but {} is a bare encoder",
+            model.name
+        );
+    }
+    if let Some(n) = &args.gradient_normalization {
+        anyhow::ensure!(!spec.gradient.is_off(), "--gradient-normalization needs --gradient");
+        spec.gradient.normalization = Some(match n.as_str() {
+            "z" => Normalization::PerSentenceZ,
+            "rank" => Normalization::PerSentenceRank,
+            "global" => Normalization::Global,
+            o => anyhow::bail!("unknown --gradient-normalization {o} (valid: z, rank, global)"),
+        });
     }
     if let Some(drop) = &args.drop {
         apply_drop(&mut spec, drop)?;

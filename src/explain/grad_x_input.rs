@@ -3,6 +3,12 @@
 //! estimate of each token's signed contribution.
 
 use super::{Attribution, ExplainInput, Explanation, Family, Progress};
+use crate::model::Gradients;
+
+/// Each token's embedding gradient dotted with its embedding.
+pub fn grad_x_input_scores(g: &Gradients) -> Vec<f32> {
+    g.embedding_grads.chunks(g.hidden).zip(g.embeddings.chunks(g.hidden)).map(|(gr, e)| gr.iter().zip(e).map(|(a, b)| a * b).sum()).collect()
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct GradXInput;
@@ -20,12 +26,6 @@ impl Attribution for GradXInput {
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
         let g = input.gradients()?;
-        let scores = g
-            .embedding_grads
-            .chunks(g.hidden)
-            .zip(g.embeddings.chunks(g.hidden))
-            .map(|(gr, e)| gr.iter().zip(e).map(|(a, b)| a * b).sum())
-            .collect();
-        Ok(Explanation { scores, forward_passes: 1, notes: vec![] })
+        Ok(Explanation { scores: grad_x_input_scores(g), forward_passes: 1, notes: vec![] })
     }
 }

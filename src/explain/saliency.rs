@@ -3,6 +3,12 @@
 //! a small change of that token.
 
 use super::{Attribution, ExplainInput, Explanation, Family, Progress};
+use crate::model::Gradients;
+
+/// The L2 norm of each token's embedding gradient.
+pub fn saliency_scores(g: &Gradients) -> Vec<f32> {
+    g.embedding_grads.chunks(g.hidden).map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt()).collect()
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Saliency;
@@ -20,11 +26,6 @@ impl Attribution for Saliency {
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
         let g = input.gradients()?;
-        let scores = g
-            .embedding_grads
-            .chunks(g.hidden)
-            .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt())
-            .collect();
-        Ok(Explanation { scores, forward_passes: 1, notes: vec![] })
+        Ok(Explanation { scores: saliency_scores(g), forward_passes: 1, notes: vec![] })
     }
 }

@@ -1,7 +1,9 @@
 //! Per-token features read off one forward pass's attention tensor.
 //!
-//! ExpNet never sees text or gradients: each token is described only by how
-//! attention flows to and from it in every layer and head. The [`FeatureSpec`]
+//! ExpNet never sees text: each token is described by how attention flows
+//! to and from it in every layer and head (plus, when the spec asks, the
+//! decomposition and shared-backward-pass columns of [`super::decomp_features`]
+//! and [`super::grad_features`]). The [`FeatureSpec`]
 //! is saved inside the ExpNet file so that scoring extracts exactly the
 //! columns the network was trained on, in the same order.
 
@@ -9,6 +11,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::decomp_features::DecompositionGroups;
+use super::grad_features::GradientGroups;
 use crate::model::Attentions;
 
 /// How per-head values enter the feature vector.
@@ -86,6 +89,11 @@ pub struct FeatureSpec {
     /// off in older files.
     #[serde(default, skip_serializing_if = "DecompositionGroups::is_off")]
     pub decomposition: DecompositionGroups,
+    /// Per-token scores of the one shared backward pass (saliency,
+    /// grad×input, Grad-SAM, Chefer), after the decomposition columns
+    /// ([`super::grad_features`]); off in older files.
+    #[serde(default, skip_serializing_if = "GradientGroups::is_off")]
+    pub gradient: GradientGroups,
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -156,6 +164,9 @@ pub struct FeatureSource<'a> {
     /// Raw rows of [`super::decomp_features::raw_rows`] when the spec reads
     /// decomposition groups, else empty.
     pub decomposition: &'a [Vec<f32>],
+    /// Raw rows of [`super::grad_features::raw_rows`] when the spec reads
+    /// gradient signals, else empty.
+    pub gradient: &'a [Vec<f32>],
 }
 
 /// The attention groups in column order, with their names.
@@ -181,6 +192,7 @@ impl FeatureSpec {
             signals: ForwardSignals::default(),
             depth_bins: 0,
             decomposition: DecompositionGroups::default(),
+            gradient: GradientGroups::default(),
         }
     }
 
@@ -229,6 +241,7 @@ impl FeatureSpec {
             + self.relative_position as usize
             + self.special_flag as usize
             + self.decomposition.width(self.depth_bins)
+            + self.gradient.width()
             + self.signals.width(self.layers, self.heads)
     }
 
@@ -260,6 +273,7 @@ impl FeatureSpec {
             names.push("special_flag".into());
         }
         names.extend(self.decomposition.feature_names(self.depth_bins));
+        names.extend(self.gradient.feature_names());
         let sig = &self.signals;
         for k in 0..sig.hidden_layers {
             let l = self.layers + 1 - sig.hidden_layers + k;
@@ -333,6 +347,10 @@ pub fn extract(spec: &FeatureSpec, attn: &Attentions, special: &[bool]) -> anyho
     anyhow::ensure!(
         spec.decomposition.is_off(),
         "this ExpNet reads decomposition features, which need the model's weights and hidden states, not only attentions (hint: score it as the expnet method of a loaded model)"
+    );
+    anyhow::ensure!(
+        spec.gradient.is_off(),
+        "this ExpNet reads gradient features, which need the shared backward pass, not only attentions (hint: score it as a method of a loaded classifier)"
     );
     extract_attention(spec, attn, special)
 }
@@ -449,6 +467,10 @@ pub fn extract_full(spec: &FeatureSpec, src: &FeatureSource) -> anyhow::Result<V
     if !spec.decomposition.is_off() {
         let (l, h) = (src.attentions.layers, src.attentions.heads);
         let columns = super::decomp_features::derive(spec, src.decomposition, src.special, l, h)?;
+        rows.iter_mut().zip(columns).for_each(|(r, c)| r.extend(c));
+    }
+    if !spec.gradient.is_off() {
+        let columns = super::grad_features::derive(spec, src.gradient, src.special)?;
         rows.iter_mut().zip(columns).for_each(|(r, c)| r.extend(c));
     }
     let sig = &spec.signals;

@@ -7,7 +7,7 @@ use super::features::FeatureSource;
 use super::net::ExpNet;
 use super::provenance::Explainer;
 use crate::explain::{Attribution, ExplainInput, Explanation, Family, Progress};
-use crate::model::{Encoding, ForwardOutput, Model};
+use crate::model::{Encoding, ForwardOutput, Gradients, Model};
 
 /// The learned explainer behind the common method interface.
 #[derive(Clone, Debug)]
@@ -44,6 +44,19 @@ impl ExpNetMethod {
         forward: &ForwardOutput,
         target: usize,
     ) -> anyhow::Result<Explanation> {
+        self.explain_with_gradients(model, encoding, forward, target, None)
+    }
+
+    /// [`Self::explain_forward`] with the shared backward pass of `target`'s
+    /// logit, which ExpNets with gradient features (`expnet train --gradient`) read.
+    pub fn explain_with_gradients(
+        &self,
+        model: Option<&Model>,
+        encoding: &Encoding,
+        forward: &ForwardOutput,
+        target: usize,
+        gradients: Option<&Gradients>,
+    ) -> anyhow::Result<Explanation> {
         let special = encoding.special_mask();
         anyhow::ensure!(
             special.len() == forward.attentions.len,
@@ -54,6 +67,12 @@ impl ExpNetMethod {
         let lens = lens_logits(model, forward, self.net.spec().signals.lens_layers)?;
         let decision = decision_features(model, forward, target, self.net.spec().signals.decision)?;
         let decomposition = decomposition_features(model, forward, &self.net.spec().decomposition)?;
+        let gradient = if self.reads_gradients() {
+            let g = gradients.ok_or_else(|| anyhow::anyhow!("this ExpNet reads gradient features: it needs the shared backward pass of a classifier"))?;
+            super::grad_features::raw_rows(g)
+        } else {
+            Vec::new()
+        };
         let src = FeatureSource {
             attentions: &forward.attentions,
             special: &special,
@@ -62,9 +81,15 @@ impl ExpNetMethod {
             decision: &decision,
             target,
             decomposition: &decomposition,
+            gradient: &gradient,
         };
         let scores = self.net.score_source(&src)?;
-        Ok(Explanation { scores, forward_passes: 0, notes: Vec::new() })
+        Ok(Explanation { scores, forward_passes: self.reads_gradients() as usize, notes: Vec::new() })
+    }
+
+    /// Whether the net reads the shared backward pass (gradient features).
+    pub fn reads_gradients(&self) -> bool {
+        !self.net.spec().gradient.is_off()
     }
 }
 
@@ -119,11 +144,15 @@ impl Attribution for ExpNetMethod {
         false
     }
     fn needs_classifier(&self) -> bool {
-        false
+        self.reads_gradients()
+    }
+    fn reads_shared_gradients(&self) -> bool {
+        self.reads_gradients()
     }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
-        let out = self.explain_forward(Some(input.model), input.encoding, input.forward, input.target)?;
+        let gradients = if self.reads_gradients() { Some(input.gradients()?) } else { None };
+        let out = self.explain_with_gradients(Some(input.model), input.encoding, input.forward, input.target, gradients)?;
         progress.checkpoint(1.0)?;
         Ok(out)
     }

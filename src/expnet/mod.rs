@@ -11,6 +11,7 @@ pub mod decision;
 pub mod decomp_features;
 pub mod distill;
 pub mod features;
+pub mod grad_features;
 pub mod method;
 pub mod net;
 pub mod provenance;
@@ -19,6 +20,7 @@ pub mod teacher;
 pub mod train;
 
 pub use decomp_features::DecompositionGroups;
+pub use grad_features::GradientGroups;
 pub use features::{FeatureSource, FeatureSpec, ForwardSignals, HeadPooling, Normalization, extract, extract_full};
 pub use method::ExpNetMethod;
 pub use net::{Activation, ExpNet, ExpNetInfo, FORMAT_VERSION, NetConfig, OutputKind, TrainingSummary};

@@ -334,6 +334,11 @@ impl ExpNet {
     pub fn check_applicable(&self, model: &crate::model::Model) -> anyhow::Result<()> {
         self.check_compatible(model.num_layers(), model.num_heads())?;
         self.spec.decomposition.check_model(model)?;
+        anyhow::ensure!(
+            self.spec.gradient.is_off() || model.is_classifier(),
+            "this ExpNet reads gradient features (the shared backward pass), but {} is a bare encoder (hint: use an ExpNet trained without --gradient)",
+            model.name
+        );
         let sig = &self.spec.signals;
         anyhow::ensure!(
             sig.hidden_layers == 0 || sig.hidden_size == model.config().hidden_size,

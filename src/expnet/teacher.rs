@@ -179,7 +179,7 @@ pub fn featurise(model: &Model, spec: &FeatureSpec, text: &str, pair: Option<&st
     let special = enc.special_mask();
     let lens = lens_logits(Some(model), &fwd, spec.signals.lens_layers)?;
     let decision = decision_features(Some(model), &fwd, target, spec.signals.decision)?;
-    let src = FeatureSource { attentions: &fwd.attentions, special: &special, hidden_states: &fwd.hidden_states, lens: &lens, decision: &decision, target, decomposition: &[] };
+    let src = FeatureSource { attentions: &fwd.attentions, special: &special, hidden_states: &fwd.hidden_states, lens: &lens, decision: &decision, target, decomposition: &[], gradient: &[] };
     let rows = extract_full(spec, &src)?;
     Ok((enc, fwd, rows))
 }
