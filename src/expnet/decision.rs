@@ -275,6 +275,16 @@ mod tests {
             let hand = model.encoder().post_attention_row_back(last, &pre, |h| Ok::<_, ()>((0.0, h.to_vec()))).unwrap();
             assert!(hand.is_some(), "{name}: the hand-written row did not apply");
             assert!(model.encoder().head_log_prob_back(&pre, 0).is_some(), "{name}: the hand-written head did not apply");
+            // The hand-written head on many rows (logit-lens features) against candle's.
+            let rows: Vec<f32> = fwd.hidden_states.iter().flatten().flatten().copied().collect();
+            let m = rows.len() / pre.len();
+            let hand = model.encoder().head_logits_flat(&rows, m).expect("hand-written head on rows");
+            let t = Tensor::from_vec(rows, (m, pre.len()), &Device::Cpu).unwrap();
+            let want: Vec<f32> = model.encoder().head_logits(&t).unwrap().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(hand.len(), want.len());
+            for (a, b) in hand.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{name}: head logits {a} vs {b}");
+            }
             for target in 0..2 {
                 let (g, lp) = decision_direction(&model, &fwd, target).unwrap();
                 let (want, want_lp) = direction_on_graph(&model, &p, pre.clone(), target).unwrap();

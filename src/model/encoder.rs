@@ -414,6 +414,15 @@ impl Encoder {
         super::fast::head_log_prob_back(self.head.as_ref()?, h, target)
     }
 
+    /// [`Self::head_logits`] on `m` flat rows by hand (`[m·classes]`); `None`
+    /// where the hand-written head does not apply (the caller uses candle).
+    pub fn head_logits_flat(&self, x: &[f32], m: usize) -> Option<Vec<f32>> {
+        if self.modern.is_some() || !super::ops::fused() {
+            return None;
+        }
+        super::fast::head_logits_rows(self.head.as_ref()?, x, m)
+    }
+
     /// The classification head applied to any hidden vectors `[n, hidden]`
     /// (inference mode): a "logit lens" on every token, read by distilled
     /// ExpNet features. `None` for a bare encoder.

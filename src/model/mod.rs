@@ -309,6 +309,10 @@ impl Model {
         let d = self.config().hidden_size;
         anyhow::ensure!(rows.iter().all(|r| r.len() == d), "hidden rows must have {d} values");
         let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        if let Some(logits) = self.encoder.head_logits_flat(&flat, rows.len()) {
+            let classes = logits.len() / rows.len();
+            return Ok(logits.chunks_exact(classes).map(<[f32]>::to_vec).collect());
+        }
         let t = Tensor::from_vec(flat, (rows.len(), d), &self.device)?;
         Ok(self.encoder.head_logits(&t)?.expect("classifier has a head").to_vec2()?)
     }

@@ -8,7 +8,9 @@
 //! (candle's matmul backward forms both operands' gradients, and adds them
 //! into the store on its thread pool); one row by hand is matrix-vector work.
 
+use super::linear::{Epilogue, linear};
 use super::rows;
+use crate::model::config::Activation;
 use super::{LayerViews, LinView, View};
 use crate::model::encoder::{Encoder, Head};
 use crate::model::ops::dot;
@@ -66,22 +68,54 @@ pub(in crate::model) fn post_attention_row_back<E>(
     Ok(Some((value, d_pre)))
 }
 
+/// A head's activation between its two layers.
+#[derive(Clone, Copy)]
+enum Act {
+    Tanh,
+    Other(Activation),
+}
+
+fn act_in_place(x: &mut [f32], act: Act) {
+    match act {
+        Act::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+        Act::Other(a) => rows::activate(x, a),
+    }
+}
+
+/// Every head family is dense → activation → output layer.
+fn head_parts(head: &Head) -> (&candle_nn::Linear, Act, &candle_nn::Linear) {
+    match head {
+        Head::Bert { pooler, classifier } => (pooler, Act::Tanh, classifier),
+        Head::DistilBert { pre_classifier, classifier } => (pre_classifier, Act::Other(Activation::Relu), classifier),
+        Head::Roberta { dense, out_proj } => (dense, Act::Tanh, out_proj),
+        Head::DenseAct { dense, activation, out } => (dense, Act::Other(*activation), out),
+    }
+}
+
+/// The head's logits for every row of `x` (`[m, hidden]`, flat), inference
+/// mode, on `gemm`: the logit-lens features run the head on every token of
+/// several layers. `None` where a weight is not a plain f32 CPU tensor.
+pub(in crate::model) fn head_logits_rows(head: &Head, x: &[f32], m: usize) -> Option<Vec<f32>> {
+    let (dense, act, out) = head_parts(head);
+    let (dense, out) = (LinView::of(dense)?, LinView::of(out)?);
+    let (d, o) = (dense.lin(), out.lin());
+    if x.len() != m * d.k || o.k != d.n {
+        return None;
+    }
+    let mut z = vec![0f32; m * d.n];
+    linear(x, m, &d, &mut z, d.n, 0, Epilogue::Bias);
+    act_in_place(&mut z, act);
+    let mut logits = vec![0f32; m * o.n];
+    linear(&z, m, &o, &mut logits, o.n, 0, Epilogue::Bias);
+    Some(logits)
+}
+
 /// `(log p(target), ∂ log p(target)/∂h)` through a classification head for
 /// one row `h`: the head's dense layer, its activation, the output layer and
 /// the log-softmax. `None` where a weight is not a plain f32 CPU tensor or
 /// `target` is not a class.
 pub(in crate::model) fn head_log_prob_back(head: &Head, h: &[f32], target: usize) -> Option<(f32, Vec<f32>)> {
-    use crate::model::config::Activation;
-    enum Act {
-        Tanh,
-        Other(Activation),
-    }
-    let (dense, act, out) = match head {
-        Head::Bert { pooler, classifier } => (pooler, Act::Tanh, classifier),
-        Head::DistilBert { pre_classifier, classifier } => (pre_classifier, Act::Other(Activation::Relu), classifier),
-        Head::Roberta { dense, out_proj } => (dense, Act::Tanh, out_proj),
-        Head::DenseAct { dense, activation, out } => (dense, Act::Other(*activation), out),
-    };
+    let (dense, act, out) = head_parts(head);
     let (dense, out) = (LinView::of(dense)?, LinView::of(out)?);
     let (d, o) = (dense.lin(), out.lin());
     if d.k != h.len() || o.k != d.n || target >= o.n {
@@ -89,10 +123,7 @@ pub(in crate::model) fn head_log_prob_back(head: &Head, h: &[f32], target: usize
     }
     let z = mat_vec(d.w, dense.b.as_ref(), h);
     let mut x = z.clone();
-    match act {
-        Act::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
-        Act::Other(a) => rows::activate(&mut x, a),
-    }
+    act_in_place(&mut x, act);
     let logits = mat_vec(o.w, out.b.as_ref(), &x);
     let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|v| (v - m).exp()).sum();
