@@ -21,6 +21,20 @@ fn cache_file(model: &Model, spec_str: &str, group: Group, cache: &Path) -> anyh
     Ok(cache.join(format!("decomp-{}-{:016x}.safetensors", group.name(), h.finish())))
 }
 
+/// The examples of `spec_str` with a rationale, which must be `ids` in
+/// order: the attention feature cache's examples, for the feature groups
+/// (decomposition, gradients) cached beside it.
+pub(super) fn cached_examples(spec_str: &str, ids: &[String]) -> anyhow::Result<Vec<data::Example>> {
+    let (data_spec, split) = parse_spec(spec_str)?;
+    let ds = data::load(&data_spec, split)?;
+    let with: Vec<data::Example> = ds.examples.into_iter().filter(|e| e.rationale.is_some()).collect();
+    anyhow::ensure!(
+        with.iter().map(|e| &e.id).eq(ids.iter()),
+        "the attention feature cache of {spec_str} lists other examples than the data (hint: delete the stale cache folder)"
+    );
+    Ok(with)
+}
+
 /// Raw decomposition rows ([`decomp_features::raw_rows`]) of the examples
 /// `ids` of `spec_str` (those [`super::train::features_for`] keeps, in its
 /// order), read through `model`. Empty when `spec` reads no decomposition.
@@ -39,17 +53,10 @@ pub fn decomposition_rows(model: &Model, spec_str: &str, spec: &FeatureSpec, ids
     }
     let missing: Vec<usize> = (0..groups.len()).filter(|&k| per_group[k].is_none()).collect();
     if !missing.is_empty() {
-        let (data_spec, split) = parse_spec(spec_str)?;
-        let ds = data::load(&data_spec, split)?;
-        // The same examples, in the same order, as the attention feature cache.
-        let with: Vec<&data::Example> = ds.examples.iter().filter(|e| e.rationale.is_some()).collect();
-        anyhow::ensure!(
-            with.iter().map(|e| &e.id).eq(ids.iter()),
-            "the attention feature cache of {spec_str} lists other examples than the data (hint: delete the stale cache folder)"
-        );
+        let with = cached_examples(spec_str, ids)?;
         let mut fresh: Vec<Vec<(String, Vec<Vec<f32>>)>> = vec![Vec::with_capacity(ids.len()); missing.len()];
         let names: Vec<&str> = missing.iter().map(|&k| groups[k].name()).collect();
-        for (i, (id, ex)) in ids.iter().zip(with).enumerate() {
+        for (i, (id, ex)) in ids.iter().zip(&with).enumerate() {
             if i % 50 == 0 {
                 let _ = write!(std::io::stderr(), "\rdecomposing ({}) {spec_str}: {i}/{}   ", names.join(","), ids.len());
             }

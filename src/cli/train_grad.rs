@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::train::{encode_example, parse_spec};
-use crate::data;
 use crate::expnet::FeatureSpec;
 use crate::expnet::grad_features::{self, CachedExample};
 use crate::model::Model;
@@ -46,14 +45,7 @@ pub fn gradient_rows(model: &Model, spec_str: &str, spec: &FeatureSpec, ids: &[S
     {
         return Ok(c.into_iter().map(|(_, _, r)| r).collect());
     }
-    let (data_spec, split) = parse_spec(spec_str)?;
-    let ds = data::load(&data_spec, split)?;
-    // The same examples, in the same order, as the attention feature cache.
-    let with: Vec<&data::Example> = ds.examples.iter().filter(|e| e.rationale.is_some()).collect();
-    anyhow::ensure!(
-        with.iter().map(|e| &e.id).eq(ids.iter()),
-        "the attention feature cache of {spec_str} lists other examples than the data (hint: delete the stale cache folder)"
-    );
+    let with = super::train_decomp::cached_examples(spec_str, ids)?;
     let mut fresh: Vec<CachedExample> = Vec::with_capacity(ids.len());
     for (b, chunk) in with.chunks(BATCH).enumerate() {
         if b % 10 == 0 {
