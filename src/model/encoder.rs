@@ -390,15 +390,15 @@ impl Encoder {
     /// where `pre` is that row's pre-norm attention sum and `head_back(h)`
     /// returns `f(h)` and `∂f/∂h`: one row through the norms and the
     /// feed-forward block by hand. `None` where the hand-written path does
-    /// not apply (weights not plain f32 CPU tensors, ModernBERT); the caller
-    /// then builds the row on candle's graph.
+    /// not apply (weights not plain f32 CPU tensors, ModernBERT, fused
+    /// kernels switched off); the caller then builds the row on candle's graph.
     pub fn post_attention_row_back<E>(
         &self,
         layer: usize,
         pre: &[f32],
         head_back: impl FnOnce(&[f32]) -> Result<(f32, Vec<f32>), E>,
     ) -> Result<Option<(f32, Vec<f32>)>, E> {
-        if self.modern.is_some() || pre.len() != self.cfg.hidden_size {
+        if self.modern.is_some() || pre.len() != self.cfg.hidden_size || !super::ops::fused() {
             return Ok(None);
         }
         super::fast::post_attention_row_back(self, layer, pre, head_back)
@@ -406,9 +406,10 @@ impl Encoder {
 
     /// `(log p(target), ∂ log p(target)/∂h)` of the classification head on
     /// one row `h`, by hand (no graph). `None` for a bare encoder, ModernBERT,
-    /// weights that are not plain f32 CPU tensors, or a target outside the classes.
+    /// weights that are not plain f32 CPU tensors, a target outside the
+    /// classes, or with the fused kernels switched off (`ops::set_fused`).
     pub fn head_log_prob_back(&self, h: &[f32], target: usize) -> Option<(f32, Vec<f32>)> {
-        if self.modern.is_some() {
+        if self.modern.is_some() || !super::ops::fused() {
             return None;
         }
         super::fast::head_log_prob_back(self.head.as_ref()?, h, target)
