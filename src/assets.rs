@@ -1,7 +1,8 @@
 //! The embedded default model and ExpNet, so `expnet` works with no arguments
 //! and no network: MiniLM-L6 fine-tuned on SST-2 (f16 weights, computed in
 //! f32; see assets/models/minilm-sst2/MODEL_CARD.md) and the ExpNet trained on
-//! its attentions (assets/expnet/).
+//! its attentions (assets/expnet/), plus the shape-free transfer ExpNet that
+//! every other model gets until it has one of its own.
 
 use crate::expnet::ExpNet;
 use crate::model::weights::Weights;
@@ -11,11 +12,14 @@ const CONFIG: &str = include_str!("../assets/models/minilm-sst2/config.json");
 const TOKENIZER: &[u8] = include_bytes!("../assets/models/minilm-sst2/tokenizer.json");
 const WEIGHTS: &[u8] = include_bytes!("../assets/models/minilm-sst2/model.safetensors");
 const EXPNET: &[u8] = include_bytes!("../assets/expnet/minilm-sst2.safetensors");
+const TRANSFER_EXPNET: &[u8] = include_bytes!("../assets/expnet/transfer.safetensors");
 
 /// Name shown for the embedded model.
 pub const DEFAULT_MODEL_NAME: &str = "embedded:minilm-sst2";
 /// Name shown for the embedded ExpNet.
 pub const DEFAULT_EXPNET_NAME: &str = "embedded:expnet-minilm-sst2";
+/// Name shown for the embedded transfer ExpNet.
+pub const TRANSFER_EXPNET_NAME: &str = "embedded:expnet-transfer";
 
 /// Loads the embedded default classifier.
 pub fn default_model() -> anyhow::Result<Model> {
@@ -28,6 +32,13 @@ pub fn default_model() -> anyhow::Result<Model> {
 /// Loads the embedded default ExpNet (trained for [`default_model`]).
 pub fn default_expnet() -> anyhow::Result<ExpNet> {
     ExpNet::load_bytes(EXPNET)
+}
+
+/// Loads the embedded transfer ExpNet: shape-free features (depth bins, pooled
+/// heads, ALTI / value-norm / GlobEnc), trained on SST-2, HateXplain and e-SNLI
+/// rationales through three classifiers (`scripts/models.sh transfer-expnet`).
+pub fn transfer_expnet() -> anyhow::Result<ExpNet> {
+    ExpNet::load_bytes(TRANSFER_EXPNET)
 }
 
 #[cfg(test)]

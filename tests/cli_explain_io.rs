@@ -91,6 +91,8 @@ fn all_methods_on_a_bare_encoder_run_what_applies() {
     let ex = v["explanations"].as_object().unwrap();
     assert!(ex.contains_key("rollout") && ex.contains_key("attention"), "{ex:?}");
     assert!(!ex.contains_key("saliency"));
+    // The transfer ExpNet needs no head: a bare encoder gets it too.
+    assert_eq!(ex["expnet"]["explainer"]["kind"], "transfer", "{ex:?}");
 }
 
 #[test]

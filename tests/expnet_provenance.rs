@@ -49,13 +49,13 @@ fn loading_rules_follow_the_fingerprint_not_the_shape() {
     assert_eq!(bert.fingerprint(), Model::load_dir(&fixture("tiny-bert")).unwrap().fingerprint());
 
     // Trained for this model: used by default, labelled plainly.
-    let c = choose(None, &bert, Some((net_for(&bert, Some(bert.fingerprint())), "builtin"))).unwrap();
+    let c = choose(None, &bert, Some((net_for(&bert, Some(bert.fingerprint())), "builtin")), None).unwrap();
     let (_, e) = c.net.as_ref().expect("used");
     assert_eq!((e.kind.as_str(), e.matches_model, e.label()), ("rationales", Some(true), "expnet".to_string()));
     assert!(e.notice().is_none());
 
     // Same shape, another model: never by default, and the reason says so.
-    let c = choose(None, &f16, Some((net_for(&bert, Some(bert.fingerprint())), "builtin"))).unwrap();
+    let c = choose(None, &f16, Some((net_for(&bert, Some(bert.fingerprint())), "builtin")), None).unwrap();
     assert!(c.net.is_none());
     let why = c.skipped.unwrap();
     assert!(why.contains("not this model") && why.contains("expnet distill"), "{why}");
@@ -63,7 +63,7 @@ fn loading_rules_follow_the_fingerprint_not_the_shape() {
     // Explicitly given for another model: used, and labelled as such.
     let path = tmp.path().join("other.safetensors");
     net_for(&bert, Some(bert.fingerprint())).save(&path).unwrap();
-    let c = choose(Some(path.to_str().unwrap()), &f16, None).unwrap();
+    let c = choose(Some(path.to_str().unwrap()), &f16, None, None).unwrap();
     let (_, e) = c.net.as_ref().unwrap();
     assert_eq!((e.matches_model, e.label()), (Some(false), "expnet!".to_string()));
     assert!(e.notice().unwrap().contains("not for this model"));
@@ -71,9 +71,9 @@ fn loading_rules_follow_the_fingerprint_not_the_shape() {
     // A file from before fingerprints: only when given, with a notice.
     let old = tmp.path().join("old.safetensors");
     net_for(&bert, None).save(&old).unwrap();
-    let c = choose(None, &bert, Some((ExpNet::load(&old).unwrap(), "builtin"))).unwrap();
+    let c = choose(None, &bert, Some((ExpNet::load(&old).unwrap(), "builtin")), None).unwrap();
     assert!(c.net.is_none(), "unknown provenance is never a default");
-    let c = choose(Some(old.to_str().unwrap()), &bert, None).unwrap();
+    let c = choose(Some(old.to_str().unwrap()), &bert, None, None).unwrap();
     let (_, e) = c.net.as_ref().unwrap();
     assert_eq!((e.kind.as_str(), e.matches_model), ("unknown", None));
     assert!(e.notice().unwrap().contains("predates"));
@@ -81,9 +81,48 @@ fn loading_rules_follow_the_fingerprint_not_the_shape() {
     // Registered in the explainer cache (what `distill` does): the default for that model only.
     let reg = expnet::expnet::provenance::register(&path, bert.fingerprint()).unwrap();
     assert!(reg.starts_with(tmp.path()));
-    let c = choose(None, &bert, None).unwrap();
+    let c = choose(None, &bert, None, None).unwrap();
     assert_eq!(c.net.as_ref().unwrap().1.file, reg.display().to_string());
-    assert!(choose(None, &f16, None).unwrap().net.is_none());
+    assert!(choose(None, &f16, None, None).unwrap().net.is_none());
+
+    // No ExpNet of its own: the transfer ExpNet, labelled, with the reason kept.
+    let transfer = || (expnet::assets::transfer_expnet().unwrap(), "transfer-builtin");
+    let c = choose(None, &f16, Some((net_for(&bert, Some(bert.fingerprint())), "builtin")), Some(transfer())).unwrap();
+    let (_, e) = c.net.as_ref().expect("transfer used");
+    assert_eq!((e.kind.as_str(), e.matches_model, e.label(), e.file.as_str()), ("transfer", Some(false), "expnet (transfer)".to_string(), "transfer-builtin"));
+    let note = c.notice().unwrap();
+    assert!(note.contains("transfer") && note.contains("not this model") && note.contains("expnet distill"), "{note}");
+    // ... but never over the model's own (registered) ExpNet, nor over an explicit file.
+    let c = choose(None, &bert, None, Some(transfer())).unwrap();
+    assert_eq!(c.net.as_ref().unwrap().1.file, reg.display().to_string());
+    let c = choose(Some(path.to_str().unwrap()), &f16, None, Some(transfer())).unwrap();
+    assert_eq!(c.net.as_ref().unwrap().1.kind, "rationales");
+    // A file that is not of kind `transfer` is never the fallback.
+    assert!(choose(None, &f16, None, Some((net_for(&bert, Some(bert.fingerprint())), "x"))).unwrap().net.is_none());
+    // A family without post-norm blocks to decompose: none, and the reason says both.
+    let modern = Model::load_dir(&fixture("tiny-modernbert")).unwrap();
+    let c = choose(None, &modern, None, Some(transfer())).unwrap();
+    assert!(c.net.is_none());
+    let why = c.skipped.unwrap();
+    assert!(why.contains("transfer ExpNet does not apply") && why.contains("decompos"), "{why}");
+}
+
+#[test]
+fn the_embedded_transfer_expnet_scores_models_of_other_shapes() {
+    let net = std::sync::Arc::new(expnet::assets::transfer_expnet().unwrap());
+    assert_eq!(net.info.kind, Some(ExplainerKind::Transfer));
+    let method = expnet::expnet::ExpNetMethod::new(net.clone());
+    for name in ["tiny-bert", "tiny-distilbert", "tiny-roberta", "tiny-bert-encoder"] {
+        let m = Model::load_dir(&fixture(name)).unwrap();
+        net.check_applicable(&m).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let enc = m.encode("the plot is thin but the actors are great").unwrap();
+        let fwd = m.forward(&enc).unwrap();
+        let scores = method.explain_forward(Some(&m), &enc, &fwd, 0).unwrap_or_else(|e| panic!("{name}: {e:#}")).scores;
+        assert_eq!(scores.len(), enc.len(), "{name}");
+        assert!(scores.iter().all(|s| s.is_finite()), "{name}: {scores:?}");
+        let spread = scores.iter().cloned().fold(f32::MIN, f32::max) - scores.iter().cloned().fold(f32::MAX, f32::min);
+        assert!(spread > 1e-4, "{name}: the scores do not depend on the tokens: {scores:?}");
+    }
 }
 
 #[test]
@@ -115,14 +154,25 @@ fn unknown_method_fails_before_any_model_loads() {
 }
 
 #[test]
-fn another_model_gets_no_expnet_by_default_and_a_labelled_one_when_asked() {
+fn another_model_gets_the_transfer_expnet_by_default_labelled() {
     let tmp = tempfile::tempdir().unwrap();
     let tiny = fixture("tiny-bert").display().to_string();
     let (code, out, err) = expnet_in(tmp.path(), &["explain", "--model", &tiny, "--methods", "all", "a dull mess"]);
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("transfer ExpNet") && err.contains("expnet distill"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let e = &v["explanations"]["expnet"];
+    assert_eq!(e["label"], "expnet (transfer)");
+    assert_eq!(e["explainer"]["kind"], "transfer");
+    assert_eq!(e["explainer"]["matches_model"], false);
+    assert_eq!(e["explainer"]["file"], "embedded:expnet-transfer");
+    // No post-norm blocks (ModernBERT): no ExpNet at all, and asking for it says why.
+    let modern = fixture("tiny-modernbert").display().to_string();
+    let (code, out, err) = expnet_in(tmp.path(), &["explain", "--model", &modern, "--methods", "all", "a dull mess"]);
+    assert_eq!(code, 0, "{err}");
     assert!(err.contains("expnet skipped") && err.contains("expnet distill"), "{err}");
     assert!(!out.contains("\"expnet\""), "no ExpNet in the output");
-    let (code, _, err) = expnet_in(tmp.path(), &["explain", "--model", &tiny, "--methods", "expnet", "a dull mess"]);
+    let (code, _, err) = expnet_in(tmp.path(), &["explain", "--model", &modern, "--methods", "expnet", "a dull mess"]);
     assert_ne!(code, 0);
     assert!(err.contains("method expnet is unavailable"), "{err}");
 }

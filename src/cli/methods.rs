@@ -3,7 +3,8 @@
 //!
 //! Names are checked by [`parse`] before any model loads, so a typo fails in
 //! milliseconds; [`build`] then instantiates them for the loaded model, with
-//! the ExpNet [`crate::expnet::provenance::choose`] picked for it.
+//! the ExpNet [`crate::expnet::provenance::choose`] picked for it: the
+//! model's own, else the embedded transfer ExpNet, else none.
 
 use crate::explain::{Attribution, METHOD_NAMES, create};
 use crate::expnet::provenance::{ExpNetChoice, choose};
@@ -49,10 +50,12 @@ pub struct MethodList {
 }
 
 /// The ExpNet for `model`: `--expnet FILE` or, by the provenance rules,
-/// the built-in one only when it was trained for this very model.
+/// the built-in one only when it was trained for this very model, else the
+/// built-in transfer ExpNet.
 pub fn choose_expnet(explicit: Option<&str>, model: &Model) -> anyhow::Result<ExpNetChoice> {
     let embedded = crate::assets::default_expnet().ok().map(|n| (n, crate::assets::DEFAULT_EXPNET_NAME));
-    choose(explicit, model, embedded)
+    let transfer = crate::assets::transfer_expnet().ok().map(|n| (n, crate::assets::TRANSFER_EXPNET_NAME));
+    choose(explicit, model, embedded, transfer)
 }
 
 /// Instantiates `selection` for `model` with the chosen ExpNet.
@@ -118,7 +121,9 @@ pub fn build(selection: &Selection, model: &Model, expnet: &ExpNetChoice) -> any
 pub fn build_for_command(selection: &Selection, model: &Model, expnet: Option<&str>) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
     let expnet = choose_expnet(expnet, model)?;
     let list = build(selection, model, &expnet)?;
-    if let Some(note) = expnet.net.as_ref().and_then(|(_, e)| e.notice()) {
+    // Say which ExpNet stands in only when it is among the methods run.
+    let uses_expnet = list.methods.iter().any(|m| m.name() == "expnet");
+    if let Some(note) = expnet.net.as_ref().filter(|_| uses_expnet).and_then(|_| expnet.notice()) {
         eprintln!("{note}");
     }
     for line in &list.skipped {

@@ -6,9 +6,13 @@
 //! model scores below random). So every file records the model it was
 //! trained for, and [`choose`] applies these rules:
 //!
-//! - with no `--expnet`, only an ExpNet whose fingerprint equals the model's
-//!   is used: the embedded one, or one that `expnet distill` registered for
-//!   this model in the explainer cache; otherwise none, with a one-line reason;
+//! - with no `--expnet`, an ExpNet whose fingerprint equals the model's is
+//!   used: the embedded one, or one that `expnet distill` registered for
+//!   this model in the explainer cache;
+//! - failing that, the shape-free `transfer` ExpNet (made to explain models it
+//!   was not trained on), labelled `expnet (transfer)`, with a one-line note
+//!   saying why the model has none of its own; when even that does not apply
+//!   (a family without post-norm blocks to decompose), none, with the reason;
 //! - an explicit `--expnet FILE` is always used (if its shape fits), and
 //!   labelled when it was trained for another model or its model is unknown
 //!   (files written before provenance existed).
@@ -149,7 +153,8 @@ impl Explainer {
 #[derive(Clone, Debug)]
 pub struct ExpNetChoice {
     pub net: Option<(Arc<ExpNet>, Explainer)>,
-    /// Why no ExpNet is used, in one line (when `net` is `None`).
+    /// Why the model has no ExpNet of its own, in one line: set when `net`
+    /// is `None` or is the transfer fallback.
     pub skipped: Option<String>,
 }
 
@@ -159,9 +164,12 @@ impl ExpNetChoice {
     }
     /// The provenance notice, or the reason for having none.
     pub fn notice(&self) -> Option<String> {
-        match &self.net {
-            Some((_, e)) => e.notice(),
-            None => self.skipped.clone(),
+        match (&self.net, &self.skipped) {
+            (Some((_, e)), Some(why)) if e.kind == "transfer" => {
+                Some(format!("note: using the shape-free transfer ExpNet, labelled \"{}\": {why}", e.label()))
+            }
+            (Some((_, e)), _) => e.notice(),
+            (None, why) => why.clone(),
         }
     }
 }
@@ -195,9 +203,15 @@ pub fn register(file: &Path, fingerprint: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Applies the loading rules of the module docs. `embedded` is the built-in
-/// ExpNet (passed in so tests can use their own). Errors only for an
-/// explicit file that cannot be read or does not fit the model's shape.
-pub fn choose(explicit: Option<&str>, model: &Model, embedded: Option<(ExpNet, &str)>) -> anyhow::Result<ExpNetChoice> {
+/// per-model ExpNet and `transfer` the built-in transfer one (passed in so
+/// tests can use their own). Errors only for an explicit file that cannot be
+/// read or does not fit the model's shape.
+pub fn choose(
+    explicit: Option<&str>,
+    model: &Model,
+    embedded: Option<(ExpNet, &str)>,
+    transfer: Option<(ExpNet, &str)>,
+) -> anyhow::Result<ExpNetChoice> {
     if let Some(path) = explicit {
         let net = ExpNet::load(path)?;
         net.check_applicable(model)?;
@@ -225,8 +239,18 @@ pub fn choose(explicit: Option<&str>, model: &Model, embedded: Option<(ExpNet, &
         }
     }
     let why = if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) };
-    Ok(ExpNetChoice::none(format!(
+    let mut own = format!(
         "no ExpNet was trained for this model{why}; make one with `expnet distill --model {} --teacher occlusion --input TEXTS --out FILE`, or pass --expnet FILE",
         model.name
-    )))
+    );
+    if let Some((net, name)) = transfer.filter(|(n, _)| n.info.kind == Some(ExplainerKind::Transfer)) {
+        match net.check_applicable(model) {
+            Ok(()) => {
+                let explainer = Explainer::describe(&net, name, model);
+                return Ok(ExpNetChoice { net: Some((Arc::new(net), explainer)), skipped: Some(own) });
+            }
+            Err(e) => own.push_str(&format!(" (the transfer ExpNet does not apply either: {e:#})")),
+        }
+    }
+    Ok(ExpNetChoice::none(own))
 }

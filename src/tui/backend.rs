@@ -23,7 +23,8 @@ pub struct BackendInfo {
     pub heads: usize,
     /// Provenance of the ExpNet in use (file, kind, trained_for, matches_model).
     pub explainer: Option<Box<crate::expnet::Explainer>>,
-    /// Why no ExpNet is used, in one line, when there is none.
+    /// Why the model has no ExpNet of its own, in one line: set when none is
+    /// used or when the transfer ExpNet stands in.
     pub expnet_skipped: Option<String>,
 }
 
