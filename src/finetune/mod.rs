@@ -344,6 +344,7 @@ pub fn finetune(
                 }
             };
             optimizer.step(&grads, cfg.max_grad_norm)?;
+            encoder.weights_changed();
             let l = l as f64;
             loss_sum += l;
             global_step += 1;

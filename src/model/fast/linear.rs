@@ -17,7 +17,7 @@ use rayon::prelude::*;
 pub(super) const PAR_FLOPS: usize = 1 << 20;
 
 /// Row count up to which a tile is computed column-major (see [`linear`]).
-const SMALL_M: usize = 64;
+pub(super) const SMALL_M: usize = 64;
 
 /// Rows per tile at least, when cutting by rows (packing `W` is paid per tile).
 const MIN_TILE_ROWS: usize = 64;
@@ -28,6 +28,9 @@ pub(super) struct Lin<'a> {
     pub b: Option<&'a [f32]>,
     pub n: usize,
     pub k: usize,
+    /// `Wᵀ` stored `[k, n]` row-major (see [`super::TransposedWeights`]):
+    /// when present, [`linear`] reads it instead of `w`.
+    pub wt: Option<&'a [f32]>,
 }
 
 /// What happens to a tile after the matmul (bias is always added).
@@ -207,6 +210,7 @@ pub(super) fn linear_weight_grad(dy: &[f32], dys: usize, col0: usize, m: usize, 
 pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, col0: usize, epi: Epilogue) {
     let (n, k) = (lin.n, lin.k);
     assert!(x.len() >= m * k && lin.w.len() == n * k && col0 + n <= ys && y.len() >= m * ys, "linear: shapes disagree");
+    assert!(lin.wt.is_none_or(|t| t.len() == n * k), "linear: transposed weight shape");
     if let Epilogue::Residual(r) = epi {
         assert!(r.len() >= m * n, "linear: residual too short");
     }
@@ -224,9 +228,19 @@ pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, c
         }
         let (mr, nc) = (r1 - r0, c1 - c0);
         // SAFETY: tiles cover disjoint (row, column) blocks of `y`; all pointers
-        // stay inside the slices checked above.
+        // stay inside the slices checked above (`wt` has `lin.w`'s length).
         unsafe {
-            if mr <= SMALL_M {
+            if let Some(wt) = lin.wt {
+                // `Wᵀ` row-major: gemm packs it with contiguous loads.
+                matmul(
+                    mr,
+                    nc,
+                    k,
+                    (out.at(r0 * ys + col0 + c0), 1, ys as isize),
+                    View(x.as_ptr().add(r0 * k), 1, k as isize),
+                    View(wt.as_ptr().add(c0), 1, n as isize),
+                );
+            } else if mr <= SMALL_M {
                 // Few rows: a column-major result lets gemm read `Wᵀ` in place
                 // (a row-major result makes it repack, i.e. transpose, the whole
                 // weight on every call: 60% of an 8-token forward). The small

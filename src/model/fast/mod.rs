@@ -58,10 +58,51 @@ impl<'a> View<'a> {
     }
 }
 
-/// Views of a linear layer's weight `[n, k]` and bias.
+/// Transposed copies (`[k, n]`, row-major) of linear weights for the
+/// inference forward, made on first use and keyed by where the weight's values
+/// live (so ALBERT's shared layers share one copy). Read in place, a `[n, k]`
+/// weight is `Wᵀ` with stride `k`, which gemm packs element by element on every
+/// call: 18–21% of a 128-token forward pass (`perf`; at 128 rows 67–85 against
+/// 88–94 GFLOP/s with the copy, `scripts/research/gemm_vs_torch`). Used for
+/// inputs of more than [`linear::SMALL_M`] rows; the price is a second copy of
+/// the linear weights in memory. Fine-tuning changes weights in place, so it
+/// calls [`TransposedWeights::clear`] after every step.
+#[derive(Default)]
+pub(crate) struct TransposedWeights(std::sync::RwLock<std::collections::HashMap<(usize, usize), std::sync::Arc<Vec<f32>>>>);
+
+impl TransposedWeights {
+    fn get(&self, w: &[f32], n: usize, k: usize) -> std::sync::Arc<Vec<f32>> {
+        let key = (w.as_ptr() as usize, w.len());
+        if let Some(t) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return t.clone();
+        }
+        let mut t = vec![0f32; n * k];
+        // In 32 × 32 blocks, so both sides stay in cache.
+        const B: usize = 32;
+        for j0 in (0..n).step_by(B) {
+            for k0 in (0..k).step_by(B) {
+                for j in j0..(j0 + B).min(n) {
+                    for kk in k0..(k0 + B).min(k) {
+                        t[kk * n + j] = w[j * k + kk];
+                    }
+                }
+            }
+        }
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_insert_with(|| std::sync::Arc::new(t)).clone()
+    }
+
+    /// Forgets every copy (the weights changed).
+    pub(crate) fn clear(&self) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Views of a linear layer's weight `[n, k]` and bias, and optionally `Wᵀ`.
 struct LinView<'a> {
     w: View<'a>,
     b: Option<View<'a>>,
+    wt: Option<std::sync::Arc<Vec<f32>>>,
 }
 
 impl<'a> LinView<'a> {
@@ -74,11 +115,18 @@ impl<'a> LinView<'a> {
             Some(b) => Some(View::of(b).filter(|v| v.dims == [w.dims[0]])?),
             None => None,
         };
-        Some(Self { w, b })
+        Some(Self { w, b, wt: None })
+    }
+
+    /// The same view, reading `Wᵀ` from `cache` in [`linear`].
+    fn transposed(mut self, cache: &TransposedWeights) -> Self {
+        self.wt = Some(cache.get(self.w.data(), self.w.dims[0], self.w.dims[1]));
+        self
     }
 
     fn lin(&self) -> Lin<'_> {
-        Lin { w: self.w.data(), b: self.b.as_ref().map(View::data), n: self.w.dims[0], k: self.w.dims[1] }
+        let wt = self.wt.as_deref().map(Vec::as_slice);
+        Lin { w: self.w.data(), b: self.b.as_ref().map(View::data), n: self.w.dims[0], k: self.w.dims[1], wt }
     }
 }
 
@@ -171,6 +219,11 @@ fn run(
     let mut first_rows_only = false;
     for (li, layer) in enc.layers.iter().enumerate() {
         let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
+        // Only for many rows: below that gemm reads `W` in place about as fast
+        // (32 rows: 69–80 against 73–81 GFLOP/s), and a short text explained
+        // by forward and backward passes would keep both copies of the
+        // weights in cache instead of one (saliency at 8–32 tokens got slower).
+        let v = if rows_n > linear::SMALL_M { v.transposed(&enc.transposed) } else { v };
         if first_only && li + 1 == enc.layers.len() {
             x = first_query::forward(&v, &x, dims, scale, mask.as_deref(), cfg.activation, &mut qkv, tape.as_deref_mut());
             first_rows_only = true;
@@ -306,6 +359,19 @@ impl<'a> LayerViews<'a> {
             && v.ffn_in.w.dims == [inter, hidden]
             && v.ffn_out.w.dims == [hidden, inter];
         ok.then_some(v)
+    }
+
+    /// Every linear reading `Wᵀ` from `cache` (the inference forward).
+    fn transposed(self, cache: &TransposedWeights) -> Self {
+        Self {
+            query: self.query.transposed(cache),
+            key: self.key.transposed(cache),
+            value: self.value.transposed(cache),
+            attn_out: self.attn_out.transposed(cache),
+            ffn_in: self.ffn_in.transposed(cache),
+            ffn_out: self.ffn_out.transposed(cache),
+            ..self
+        }
     }
 }
 

@@ -118,18 +118,35 @@ fn tiled_linear_matches_a_plain_loop() {
     let w: Vec<f32> = (0..n * k).map(|i| val(i, 0.7)).collect();
     let b: Vec<f32> = (0..n).map(|i| val(i, 1.3)).collect();
     let res: Vec<f32> = (0..m * n).map(|i| val(i, 2.1)).collect();
-    let lin = Lin { w: &w, b: Some(&b), n, k };
-    let ys = n + 8;
-    let mut y = vec![f32::NAN; m * ys];
-    linear(&x, m, &lin, &mut y, ys, 8, Epilogue::Residual(&res));
-    for r in 0..m {
-        for j in 0..n {
-            let want: f32 = (0..k).map(|c| x[r * k + c] * w[j * k + c]).sum::<f32>() + b[j] + res[r * n + j];
-            let got = y[r * ys + 8 + j];
-            assert!((got - want).abs() < 1e-4, "({r}, {j}): {got} vs {want}");
+    let cache = super::TransposedWeights::default();
+    let wt = cache.get(&w, n, k);
+    // In place and from the transposed copy.
+    for wt in [None, Some(wt.as_slice())] {
+        let lin = Lin { w: &w, b: Some(&b), n, k, wt };
+        let ys = n + 8;
+        let mut y = vec![f32::NAN; m * ys];
+        linear(&x, m, &lin, &mut y, ys, 8, Epilogue::Residual(&res));
+        for r in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|c| x[r * k + c] * w[j * k + c]).sum::<f32>() + b[j] + res[r * n + j];
+                let got = y[r * ys + 8 + j];
+                assert!((got - want).abs() < 1e-4, "({r}, {j}): {got} vs {want}");
+            }
+            assert!(y[r * ys..r * ys + 8].iter().all(|v| v.is_nan()), "columns before col0 were written");
         }
-        assert!(y[r * ys..r * ys + 8].iter().all(|v| v.is_nan()), "columns before col0 were written");
     }
+}
+
+#[test]
+fn transposed_weights_are_cached_until_cleared() {
+    let cache = super::TransposedWeights::default();
+    let mut w: Vec<f32> = (0..6).map(|i| i as f32).collect(); // [n = 2, k = 3]
+    let t = cache.get(&w, 2, 3);
+    assert_eq!(t.as_slice(), &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    w[0] = 9.0; // changed in place, as a fine-tuning step does
+    assert_eq!(cache.get(&w, 2, 3)[0], 0.0, "the copy is kept until cleared");
+    cache.clear();
+    assert_eq!(cache.get(&w, 2, 3)[0], 9.0);
 }
 
 fn max_abs(v: &[f32]) -> f32 {
@@ -253,7 +270,7 @@ fn tiled_linear_backward_matches_a_plain_loop() {
     let (dys, col0) = (n + 24, 16);
     let dy: Vec<f32> = (0..m * dys).map(|i| val(i, 0.1)).collect();
     let w: Vec<f32> = (0..n * k).map(|i| val(i, 0.7)).collect();
-    let lin = Lin { w: &w, b: None, n, k };
+    let lin = Lin { w: &w, b: None, n, k, wt: None };
     let start: Vec<f32> = (0..m * k).map(|i| val(i, 2.1)).collect();
     for accumulate in [false, true] {
         let mut dx = start.clone();
