@@ -200,3 +200,27 @@ fn the_worker_runs_distillation_beside_explain_jobs_and_stops_it() {
     }
     rt.shutdown_background();
 }
+
+#[test]
+fn the_transfer_expnet_is_labelled_as_such_and_d_may_still_distil() {
+    let b = FakeBackend::new();
+    let mut info = b.info();
+    let e = info.explainer.as_mut().expect("the fake has an ExpNet");
+    (e.kind, e.file, e.matches_model) = ("transfer".into(), "embedded:expnet-transfer".into(), Some(false));
+    info.expnet = Some("embedded:expnet-transfer (expnet (transfer))".into());
+    info.expnet_skipped = Some("no ExpNet was trained for this model".into());
+    let mut h = Harness::with_backend(b);
+    h.app.on_worker(WorkerEvent::Loaded { info, methods: h.backend.methods() });
+    let notice = h.app.notice.clone().unwrap();
+    assert!(!notice.error && notice.text.contains("transfer"), "{}", notice.text);
+    h.app.distill.texts = texts(3);
+    h.key(KeyCode::Esc);
+    // Not an ExpNet of this model: `D` is allowed.
+    assert_eq!(h.app.distill_blocker(), None);
+    assert!(h.app.expnet_about()[0].contains("expnet (transfer)") && h.app.expnet_about()[0].contains("shape-free"), "{:?}", h.app.expnet_about());
+    h.app.notice = None; // the load notice holds the status line until it expires
+    let screen = super::render::tests::text(&super::render::tests::draw(&h.app, 140, 24));
+    let status = screen.lines().last().unwrap();
+    assert!(status.contains("(expnet (transfer))"), "{status}");
+    assert!(!status.contains("not trained for this model"), "the label says it already: {status}");
+}
