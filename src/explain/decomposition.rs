@@ -155,7 +155,17 @@ pub(crate) fn value_norm_rows(parts: &LayerParts, i0: usize, r: usize) -> anyhow
 /// A row whose proximities are all zero (possible only in degenerate
 /// models) is given entirely to the token itself.
 pub fn alti_layer(model: &Model, forward: &ForwardOutput, layer: usize) -> anyhow::Result<Vec<f64>> {
-    layer_matrix(model, forward, layer, Measure::Alti)
+    layer_matrix(model, layer, &LayerParts::new(model, forward, layer)?, Measure::Alti)
+}
+
+/// [`alti_layer`] from parts already built (shared with other measures).
+pub(crate) fn alti_layer_of(model: &Model, layer: usize, parts: &LayerParts) -> anyhow::Result<Vec<f64>> {
+    layer_matrix(model, layer, parts, Measure::Alti)
+}
+
+/// [`globenc_layer`] from parts already built (shared with other measures).
+pub(crate) fn globenc_layer_of(model: &Model, layer: usize, parts: &LayerParts) -> anyhow::Result<Vec<f64>> {
+    layer_matrix(model, layer, parts, Measure::GlobEnc)
 }
 
 /// GlobEnc attribution matrix of one layer (Modarressi et al. 2022), row-major
@@ -164,7 +174,7 @@ pub fn alti_layer(model: &Model, forward: &ForwardOutput, layer: usize) -> anyho
 /// the split (it only sets that norm's scale σ2_i, taken from the real
 /// `FFN(y_i) + y_i`): `N_ij = ‖(T_i(x_j) − mean) ⊙ γ₂ / σ2_i‖₂`, normalised per row.
 pub fn globenc_layer(model: &Model, forward: &ForwardOutput, layer: usize) -> anyhow::Result<Vec<f64>> {
-    layer_matrix(model, forward, layer, Measure::GlobEnc)
+    layer_matrix(model, layer, &LayerParts::new(model, forward, layer)?, Measure::GlobEnc)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -173,8 +183,7 @@ enum Measure {
     GlobEnc,
 }
 
-fn layer_matrix(model: &Model, forward: &ForwardOutput, layer: usize, measure: Measure) -> anyhow::Result<Vec<f64>> {
-    let parts = LayerParts::new(model, forward, layer)?;
+fn layer_matrix(model: &Model, layer: usize, parts: &LayerParts, measure: Measure) -> anyhow::Result<Vec<f64>> {
     let n = parts.n;
     let p = &parts.params;
     let gain = &p.norm_weight;

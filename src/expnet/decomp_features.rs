@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::features::{FeatureSpec, depth_bin_layers, normalize_columns};
 use super::st::{Buffer, Reader};
-use crate::explain::decomposition::{LayerParts, alti_layer, globenc_layer, value_norm_rows};
+use crate::explain::decomposition::{LayerParts, alti_layer_of, globenc_layer_of, value_norm_rows};
 use crate::explain::rollout::{identity, matmul};
 use crate::model::{ForwardOutput, Model};
 
@@ -149,16 +149,26 @@ impl DecompositionGroups {
 /// Raw rows of one group, one per token (special tokens included):
 /// `layers × per_layer` columns, layer-major.
 pub fn raw_group_rows(group: Group, model: &Model, forward: &ForwardOutput) -> anyhow::Result<Vec<Vec<f32>>> {
+    raw_group_rows_of(group, model, forward, &layer_parts(model, forward)?)
+}
+
+/// Every layer's parts, built once for all groups (each group rebuilt them
+/// through candle before: most of the transfer ExpNet's cost on short texts).
+fn layer_parts(model: &Model, forward: &ForwardOutput) -> anyhow::Result<Vec<LayerParts>> {
+    (0..forward.attentions.layers).map(|l| LayerParts::new(model, forward, l)).collect()
+}
+
+/// [`raw_group_rows`] with every layer's parts given.
+fn raw_group_rows_of(group: Group, model: &Model, forward: &ForwardOutput, parts: &[LayerParts]) -> anyhow::Result<Vec<Vec<f32>>> {
     let a = &forward.attentions;
     let (layers, heads, n) = (a.layers, a.heads, a.len);
     let per = group.per_layer(heads);
     let mut rows = vec![vec![0f32; layers * per]; n];
     match group {
         Group::ValueNorm => {
-            for l in 0..layers {
-                let parts = LayerParts::new(model, forward, l)?;
+            for (l, parts) in parts.iter().enumerate() {
                 let norms = parts.transformed.sqr()?.sum(D::Minus1)?.sqrt()?.to_vec2::<f32>()?; // [heads][n]
-                let total = value_norm_rows(&parts, 0, 1)?;
+                let total = value_norm_rows(parts, 0, 1)?;
                 for (j, row) in rows.iter_mut().enumerate() {
                     for (h, norm) in norms.iter().enumerate() {
                         row[l * per + h] = a.head(l, h)[j] * norm[j];
@@ -169,8 +179,8 @@ pub fn raw_group_rows(group: Group, model: &Model, forward: &ForwardOutput) -> a
         }
         Group::Alti | Group::GlobEnc => {
             let mut rolled = identity(n);
-            for l in 0..layers {
-                let c = if group == Group::Alti { alti_layer(model, forward, l)? } else { globenc_layer(model, forward, l)? };
+            for (l, p) in parts.iter().enumerate() {
+                let c = if group == Group::Alti { alti_layer_of(model, l, p)? } else { globenc_layer_of(model, l, p)? };
                 rolled = matmul(&c, &rolled, n);
                 for (j, row) in rows.iter_mut().enumerate() {
                     row[2 * l] = c[j] as f32;
@@ -185,8 +195,9 @@ pub fn raw_group_rows(group: Group, model: &Model, forward: &ForwardOutput) -> a
 /// Raw rows of every group `groups` enables, concatenated per token.
 pub fn raw_rows(groups: &DecompositionGroups, model: &Model, forward: &ForwardOutput) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut rows = vec![Vec::new(); forward.attentions.len];
+    let parts = if groups.is_off() { Vec::new() } else { layer_parts(model, forward)? };
     for g in groups.groups() {
-        for (row, part) in rows.iter_mut().zip(raw_group_rows(g, model, forward)?) {
+        for (row, part) in rows.iter_mut().zip(raw_group_rows_of(g, model, forward, &parts)?) {
             row.extend(part);
         }
     }
