@@ -121,10 +121,12 @@ pub fn build(selection: &Selection, model: &Model, expnet: &ExpNetChoice) -> any
 pub fn build_for_command(selection: &Selection, model: &Model, expnet: Option<&str>) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
     let expnet = choose_expnet(expnet, model)?;
     let list = build(selection, model, &expnet)?;
-    // Say which ExpNet stands in only when it is among the methods run.
-    let uses_expnet = list.methods.iter().any(|m| m.name() == "expnet");
-    if let Some(note) = expnet.net.as_ref().filter(|_| uses_expnet).and_then(|_| expnet.notice()) {
-        eprintln!("{note}");
+    // Say which ExpNet stands in only when it is among the methods run (the
+    // reason for having none is in `list.skipped`).
+    if list.methods.iter().any(|m| m.name() == "expnet") {
+        if let Some(note) = expnet.notice() {
+            eprintln!("{note}");
+        }
     }
     for line in &list.skipped {
         eprintln!("note: {line}");

@@ -56,13 +56,14 @@ pub fn decomposition_rows(model: &Model, spec_str: &str, spec: &FeatureSpec, ids
         let with = cached_examples(spec_str, ids)?;
         let mut fresh: Vec<Vec<(String, Vec<Vec<f32>>)>> = vec![Vec::with_capacity(ids.len()); missing.len()];
         let names: Vec<&str> = missing.iter().map(|&k| groups[k].name()).collect();
+        let wanted: Vec<Group> = missing.iter().map(|&k| groups[k]).collect();
         for (i, (id, ex)) in ids.iter().zip(&with).enumerate() {
             if i % 50 == 0 {
                 let _ = write!(std::io::stderr(), "\rdecomposing ({}) {spec_str}: {i}/{}   ", names.join(","), ids.len());
             }
             let fwd = model.forward(&encode_example(model, ex)?)?;
-            for (out, &k) in fresh.iter_mut().zip(&missing) {
-                out.push((id.clone(), decomp_features::raw_group_rows(groups[k], model, &fwd)?));
+            for (out, rows) in fresh.iter_mut().zip(decomp_features::raw_groups_rows(&wanted, model, &fwd)?) {
+                out.push((id.clone(), rows));
             }
         }
         eprintln!("\rdecomposed ({}) {} examples from {spec_str}            ", names.join(","), ids.len());

@@ -146,19 +146,19 @@ impl DecompositionGroups {
     }
 }
 
-/// Raw rows of one group, one per token (special tokens included):
-/// `layers × per_layer` columns, layer-major.
-pub fn raw_group_rows(group: Group, model: &Model, forward: &ForwardOutput) -> anyhow::Result<Vec<Vec<f32>>> {
-    raw_group_rows_of(group, model, forward, &layer_parts(model, forward)?)
+/// Raw rows of each of `groups`, one per token (special tokens included):
+/// `layers × per_layer` columns per group, layer-major. Each layer's parts
+/// are built once for all groups (per group, rebuilding them through candle
+/// was most of the transfer ExpNet's cost on short texts).
+pub fn raw_groups_rows(groups: &[Group], model: &Model, forward: &ForwardOutput) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<LayerParts> = (0..forward.attentions.layers).map(|l| LayerParts::new(model, forward, l)).collect::<anyhow::Result<_>>()?;
+    groups.iter().map(|&g| raw_group_rows_of(g, model, forward, &parts)).collect()
 }
 
-/// Every layer's parts, built once for all groups (each group rebuilt them
-/// through candle before: most of the transfer ExpNet's cost on short texts).
-fn layer_parts(model: &Model, forward: &ForwardOutput) -> anyhow::Result<Vec<LayerParts>> {
-    (0..forward.attentions.layers).map(|l| LayerParts::new(model, forward, l)).collect()
-}
-
-/// [`raw_group_rows`] with every layer's parts given.
+/// One group's raw rows from every layer's parts.
 fn raw_group_rows_of(group: Group, model: &Model, forward: &ForwardOutput, parts: &[LayerParts]) -> anyhow::Result<Vec<Vec<f32>>> {
     let a = &forward.attentions;
     let (layers, heads, n) = (a.layers, a.heads, a.len);
@@ -195,9 +195,8 @@ fn raw_group_rows_of(group: Group, model: &Model, forward: &ForwardOutput, parts
 /// Raw rows of every group `groups` enables, concatenated per token.
 pub fn raw_rows(groups: &DecompositionGroups, model: &Model, forward: &ForwardOutput) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut rows = vec![Vec::new(); forward.attentions.len];
-    let parts = if groups.is_off() { Vec::new() } else { layer_parts(model, forward)? };
-    for g in groups.groups() {
-        for (row, part) in rows.iter_mut().zip(raw_group_rows_of(g, model, forward, &parts)?) {
+    for group_rows in raw_groups_rows(&groups.groups(), model, forward)? {
+        for (row, part) in rows.iter_mut().zip(group_rows) {
             row.extend(part);
         }
     }

@@ -118,6 +118,11 @@ impl Explainer {
         Self { file: file.to_owned(), kind, teacher, trained_for, matches_model }
     }
 
+    /// A shape-free ExpNet made for models it was not trained on.
+    pub fn is_transfer(&self) -> bool {
+        self.kind == "transfer"
+    }
+
     /// Name shown in tables and the explorer: `expnet`, `expnet≈occlusion`,
     /// `expnet (transfer)`; `!` marks one not trained for this model.
     pub fn label(&self) -> String {
@@ -126,7 +131,7 @@ impl Explainer {
             (None, "transfer") => "expnet (transfer)".to_owned(),
             _ => "expnet".to_owned(),
         };
-        if self.kind != "transfer" && self.matches_model != Some(true) {
+        if !self.is_transfer() && self.matches_model != Some(true) {
             s.push('!');
         }
         s
@@ -165,7 +170,7 @@ impl ExpNetChoice {
     /// The provenance notice, or the reason for having none.
     pub fn notice(&self) -> Option<String> {
         match (&self.net, &self.skipped) {
-            (Some((_, e)), Some(why)) if e.kind == "transfer" => {
+            (Some((_, e)), Some(why)) if e.is_transfer() => {
                 Some(format!("note: using the shape-free transfer ExpNet, labelled \"{}\": {why}", e.label()))
             }
             (Some((_, e)), _) => e.notice(),

@@ -512,7 +512,7 @@ impl App {
                     self.notify(format!("no ExpNet: {why}"));
                 } else if info.expnet.is_none() {
                     self.notify_error("ExpNet not loaded (see the message): the other methods work");
-                } else if info.explainer.as_ref().is_some_and(|e| e.kind == "transfer") && self.load_warnings.is_empty() {
+                } else if info.explainer.as_ref().is_some_and(|e| e.is_transfer()) && self.load_warnings.is_empty() {
                     self.notify("ExpNet: the shape-free transfer one, no ExpNet was trained for this model (? says more)");
                 } else {
                     self.notice = None;

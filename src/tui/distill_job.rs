@@ -45,7 +45,7 @@ impl App {
                 let teacher = e.teacher.as_ref().map_or_else(String::new, |t| format!(" from {t}"));
                 let mark = match e.matches_model {
                     Some(true) => "",
-                    _ if e.kind == "transfer" => " · shape-free, made for models it was not trained on (D distils one for this model)",
+                    _ if e.is_transfer() => " · shape-free, made for models it was not trained on (D distils one for this model)",
                     Some(false) => " · not trained for this model",
                     None => " · not trained for this model (predates fingerprints)",
                 };

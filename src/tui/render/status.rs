@@ -186,7 +186,7 @@ pub(super) fn status_line(app: &App, buf: &mut Buffer, area: Rect) {
                 let label = e.label();
                 let label = if label == "expnet" { String::new() } else { format!(" ({label})") };
                 // A transfer ExpNet is made for other models; its label says so.
-                let mark = if e.matches_model == Some(true) || e.kind == "transfer" { "" } else { " not trained for this model" };
+                let mark = if e.matches_model == Some(true) || e.is_transfer() { "" } else { " not trained for this model" };
                 format!("{}{label}{mark}", short_path(&e.file))
             }
             None if app.distill_blocker().is_none() => "no expnet (D distils one)".into(),
