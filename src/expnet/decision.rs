@@ -25,7 +25,9 @@ use std::sync::Arc;
 use candle_core::{D, DType, Tensor, Var};
 
 use crate::model::encoder::AttentionBlockParams;
+use crate::model::ops::{axpy, dot};
 use crate::model::{ForwardOutput, Model};
+use rayon::prelude::*;
 
 /// Columns per token for an `layers × heads` encoder.
 pub fn width(layers: usize, heads: usize) -> usize {
@@ -98,8 +100,6 @@ fn weights(model: &Model) -> anyhow::Result<Arc<Vec<LayerWeights>>> {
     *slot = Some((model.fingerprint().to_owned(), w.clone()));
     Ok(w)
 }
-
-use crate::model::ops::dot;
 
 /// The last layer's pre-norm [CLS] state, `Σ_j Σ_h α^h_0j f_h(x_j) + b_O + x_0`.
 fn cls_pre_state(forward: &ForwardOutput, w: &LayerWeights) -> Vec<f32> {
@@ -198,36 +198,54 @@ pub fn decision_rows(model: &Model, forward: &ForwardOutput, target: usize) -> a
     let d = g.len();
     let dh = d / heads;
     let lh = layers * heads;
-    let mut rows = vec![vec![0f32; width(layers, heads)]; n];
-    for (l, lw) in w.iter().enumerate() {
-        // G = W_Oᵀ g (head h's slice is W_O^h g); M_h = W_V[h]ᵀ G[h], c_h = b_V[h]·G[h]: p_hj = x_j·M_h + c_h.
-        let mut big_g = vec![0f32; d];
-        for (o, &go) in g.iter().enumerate() {
-            big_g.iter_mut().zip(&lw.out[o * d..(o + 1) * d]).for_each(|(s, v)| *s += go * v);
-        }
-        let mut m = vec![0f32; heads * d];
-        let mut c = vec![0f32; heads];
-        for k in 0..d {
-            let h = k / dh;
-            let gk = big_g[k];
-            m[h * d..(h + 1) * d].iter_mut().zip(&lw.value[k * d..(k + 1) * d]).for_each(|(s, v)| *s += gk * v);
-            c[h] += gk * lw.value_bias[k];
-        }
-        let x = &forward.hidden_states[l];
-        let mut received = vec![0f32; n];
-        for h in 0..heads {
-            let att = a.head(l, h);
-            let col = l * heads + h;
-            // Column sums of the attention map, row by row (contiguous reads).
-            received.iter_mut().for_each(|r| *r = 0.0);
-            for row in att[..n * n].chunks_exact(n) {
-                received.iter_mut().zip(row).for_each(|(r, v)| *r += v);
+    // Per layer, head-major: (α[CLS]→j · p, p, mean received · p) for every token j.
+    // The layers are independent and each streams two weight matrices, so
+    // they run on the thread pool (the cores' caches share the reading).
+    let per_layer: Vec<[Vec<f32>; 3]> = w
+        .par_iter()
+        .enumerate()
+        .map(|(l, lw)| {
+            // G = W_Oᵀ g (head h's slice is W_O^h g); M_h = W_V[h]ᵀ G[h], c_h = b_V[h]·G[h]: p_hj = x_j·M_h + c_h.
+            let mut big_g = vec![0f32; d];
+            for (o, &go) in g.iter().enumerate() {
+                axpy(&mut big_g, go, &lw.out[o * d..(o + 1) * d]);
             }
-            for j in 0..n {
-                let pj = dot(&x[j], &m[h * d..(h + 1) * d]) + c[h];
-                rows[j][col] = att[j] * pj;
-                rows[j][lh + col] = pj;
-                rows[j][2 * lh + col] = received[j] / n as f32 * pj;
+            let mut m = vec![0f32; heads * d];
+            let mut c = vec![0f32; heads];
+            for k in 0..d {
+                let h = k / dh;
+                let gk = big_g[k];
+                axpy(&mut m[h * d..(h + 1) * d], gk, &lw.value[k * d..(k + 1) * d]);
+                c[h] += gk * lw.value_bias[k];
+            }
+            let x = &forward.hidden_states[l];
+            let mut out = [vec![0f32; heads * n], vec![0f32; heads * n], vec![0f32; heads * n]];
+            let mut received = vec![0f32; n];
+            for h in 0..heads {
+                let att = a.head(l, h);
+                // Column sums of the attention map, row by row (contiguous reads).
+                received.iter_mut().for_each(|r| *r = 0.0);
+                for row in att[..n * n].chunks_exact(n) {
+                    received.iter_mut().zip(row).for_each(|(r, v)| *r += v);
+                }
+                for j in 0..n {
+                    let pj = dot(&x[j], &m[h * d..(h + 1) * d]) + c[h];
+                    out[0][h * n + j] = att[j] * pj;
+                    out[1][h * n + j] = pj;
+                    out[2][h * n + j] = received[j] / n as f32 * pj;
+                }
+            }
+            out
+        })
+        .collect();
+    let mut rows = vec![vec![0f32; width(layers, heads)]; n];
+    for (l, groups) in per_layer.iter().enumerate() {
+        for (gi, group) in groups.iter().enumerate() {
+            for h in 0..heads {
+                let col = gi * lh + l * heads + h;
+                for (row, &v) in rows.iter_mut().zip(&group[h * n..(h + 1) * n]) {
+                    row[col] = v;
+                }
             }
         }
     }

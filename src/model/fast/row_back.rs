@@ -13,23 +13,65 @@ use super::rows;
 use crate::model::config::Activation;
 use super::{LayerViews, LinView, View};
 use crate::model::encoder::{Encoder, Head};
-use crate::model::ops::dot;
+use crate::model::ops::{axpy, dot, tanh_in_place};
+
+/// Weights of at least this many values are read by two or more threads:
+/// one row's work is memory-bound, and each core streams its half of the
+/// weight through its own cache (a feed-forward matrix is 2.4 MB for MiniLM).
+const PAR_VALUES: usize = 1 << 16;
+
+/// Row or column blocks for [`mat_vec`] and [`mat_t_vec`]: one per thread
+/// when the weight is large, else one.
+fn blocks(values: usize, len: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    if values >= PAR_VALUES && threads > 1 { threads.min(len.max(1)) } else { 1 }
+}
 
 /// `y = W·x + b` for a torch-layout weight `[n, k]`.
 fn mat_vec(w: &[f32], b: Option<&View>, x: &[f32]) -> Vec<f32> {
     let k = x.len();
-    let mut y: Vec<f32> = w.chunks_exact(k).map(|row| dot(row, x)).collect();
+    let n = w.len() / k.max(1);
+    let mut y = vec![0f32; n];
+    let parts = blocks(w.len(), n);
+    let chunk = n.div_ceil(parts).max(1);
+    let fill = |(i, ys): (usize, &mut [f32])| {
+        for (j, v) in ys.iter_mut().enumerate() {
+            let r = i * chunk + j;
+            *v = dot(&w[r * k..(r + 1) * k], x);
+        }
+    };
+    if parts > 1 {
+        use rayon::prelude::*;
+        y.par_chunks_mut(chunk).enumerate().for_each(fill);
+    } else {
+        y.chunks_mut(chunk).enumerate().for_each(fill);
+    }
     if let Some(b) = b {
         y.iter_mut().zip(b.data()).for_each(|(v, bv)| *v += bv);
     }
     y
 }
 
-/// `Wᵀ·g` for a torch-layout weight `[n, k]` (`g` has `n` values).
+/// `Wᵀ·g` for a torch-layout weight `[n, k]` (`g` has `n` values); with
+/// several threads each one owns a block of the `k` outputs.
 fn mat_t_vec(w: &[f32], g: &[f32], k: usize) -> Vec<f32> {
     let mut out = vec![0f32; k];
-    for (row, &gv) in w.chunks_exact(k).zip(g) {
-        out.iter_mut().zip(row).for_each(|(o, wv)| *o += gv * wv);
+    if k == 0 {
+        return out;
+    }
+    let parts = blocks(w.len(), k / 16);
+    let chunk = k.div_ceil(parts).next_multiple_of(16).min(k);
+    let fill = |(i, os): (usize, &mut [f32])| {
+        let c0 = i * chunk;
+        for (row, &gv) in w.chunks_exact(k).zip(g) {
+            axpy(os, gv, &row[c0..c0 + os.len()]);
+        }
+    };
+    if parts > 1 {
+        use rayon::prelude::*;
+        out.par_chunks_mut(chunk).enumerate().for_each(fill);
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(fill);
     }
     out
 }
@@ -77,7 +119,7 @@ enum Act {
 
 fn act_in_place(x: &mut [f32], act: Act) {
     match act {
-        Act::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+        Act::Tanh => tanh_in_place(x),
         Act::Other(a) => rows::activate(x, a),
     }
 }

@@ -17,30 +17,15 @@ pub mod linear;
 pub mod norm;
 pub mod softmax;
 pub mod threads;
+pub mod vector;
+
+pub use vector::{axpy, dot, tanh_in_place};
 
 #[cfg(test)]
 mod tests;
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// `Σ a_i·b_i` over 16 independent partial sums, so the compiler can keep
-/// them in vector registers (a plain `zip().sum()` is one sequential chain:
-/// float addition may not be reordered). The matrix-vector loops of
-/// single-row work (decision features, one row's backward) run on it.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 16];
-    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 static FUSED: AtomicBool = AtomicBool::new(true);
 
