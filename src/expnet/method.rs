@@ -64,8 +64,12 @@ impl ExpNetMethod {
             special.len(),
             forward.attentions.len
         );
-        let lens = lens_logits(model, forward, self.net.spec().signals.lens_layers)?;
-        let decision = decision_features(model, forward, target, self.net.spec().signals.decision)?;
+        // Independent, and each one only partly parallel: side by side on the pool.
+        let (lens, decision) = rayon::join(
+            || lens_logits(model, forward, self.net.spec().signals.lens_layers),
+            || decision_features(model, forward, target, self.net.spec().signals.decision),
+        );
+        let (lens, decision) = (lens?, decision?);
         let decomposition = decomposition_features(model, forward, &self.net.spec().decomposition)?;
         let gradient = if self.reads_gradients() {
             let g = gradients.ok_or_else(|| anyhow::anyhow!("this ExpNet reads gradient features: it needs the shared backward pass of a classifier"))?;
