@@ -11,6 +11,7 @@ mod deberta_v2;
 mod electra;
 pub mod encoder;
 mod fast;
+pub(crate) use fast::dense;
 mod fingerprint;
 mod modernbert;
 pub mod ops;

@@ -205,6 +205,19 @@ pub(super) fn linear_weight_grad(dy: &[f32], dys: usize, col0: usize, m: usize, 
     }
 }
 
+/// `act(x·Wᵀ + b)` for `m` rows of `x` (`[m, k]`), with the weight in torch
+/// layout `w` (`[n, k]`) and transposed `wt` (`[k, n]`), for small dense
+/// stacks outside the encoder (a distilled ExpNet's MLP).
+pub(crate) fn dense(x: &[f32], m: usize, w: &[f32], wt: &[f32], b: &[f32], act: Option<Activation>) -> Vec<f32> {
+    let n = b.len();
+    let k = if n == 0 { 0 } else { w.len() / n };
+    assert!(n > 0 && w.len() == n * k && wt.len() == n * k && x.len() == m * k, "dense: shapes disagree");
+    let lin = Lin { w, b: Some(b), n, k, wt: Some(wt) };
+    let mut y = vec![0f32; m * n];
+    linear(x, m, &lin, &mut y, n, 0, act.map_or(Epilogue::Bias, Epilogue::Act));
+    y
+}
+
 /// `y[r, col0 + j] = Σ_k x[r, k]·W[j, k] + b[j]` for `r < m`, `j < lin.n`, then
 /// the epilogue. `y` has row stride `ys` (several linears can fill one buffer).
 pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, col0: usize, epi: Epilogue) {
