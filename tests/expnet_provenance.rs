@@ -151,6 +151,10 @@ fn unknown_method_fails_before_any_model_loads() {
     let (code, _, err) = expnet_in(tmp.path(), &["explain", "--model", "/no/such/model", "--methods", "expnet,bogus", "hi"]);
     assert_ne!(code, 0);
     assert!(err.contains("unknown method \"bogus\"") && !err.contains("/no/such/model"), "{err}");
+    // A sample budget without a sampling method fails as early.
+    let (code, _, err) = expnet_in(tmp.path(), &["explain", "--model", "/no/such/model", "--methods", "expnet", "--samples", "500", "hi"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--samples") && !err.contains("/no/such/model"), "{err}");
 }
 
 #[test]

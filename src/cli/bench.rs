@@ -208,21 +208,7 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
     let model = load_model(args.model.as_deref())?;
     let mut methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
     if let Some(n) = args.samples {
-        anyhow::ensure!(n >= 4, "--samples {n} is too few (use e.g. 500)");
-        for m in methods.iter_mut() {
-            match m.name() {
-                "lime" => {
-                    let config = crate::explain::lime::LimeConfig { samples: Some(n), ..Default::default() };
-                    *m = std::sync::Arc::new(crate::explain::lime::Lime { config });
-                }
-                "kernel_shap" => {
-                    let config =
-                        crate::explain::kernel_shap::KernelShapConfig { samples: Some(n - 2), exact_max: 0, ..Default::default() };
-                    *m = std::sync::Arc::new(crate::explain::kernel_shap::KernelShap { config });
-                }
-                _ => {}
-            }
-        }
+        super::methods::set_samples(&mut methods, n)?;
     }
     let peer: Option<serde_json::Value> = match &args.peer {
         Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p)?)?),

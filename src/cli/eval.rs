@@ -20,6 +20,12 @@ pub struct EvalArgs {
     /// ExpNet file (default: one trained for this very model, if any).
     #[arg(long)]
     pub expnet: Option<String>,
+    /// Perturbed inputs per explanation for LIME and KernelSHAP in total
+    /// (default: their own, 2·d + 2,048 for KernelSHAP with exact Shapley
+    /// values up to 12 words). With it KernelSHAP always samples, as a
+    /// distillation teacher with `--samples` does.
+    #[arg(long)]
+    pub samples: Option<usize>,
     /// DATASET:PATH (sst, movies, hatexplain, esnli).
     #[arg(long)]
     pub data: String,
@@ -40,10 +46,14 @@ pub struct EvalArgs {
 
 pub fn run(args: &EvalArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<crate::model::Model>) -> anyhow::Result<()> {
     let selection = super::methods::parse(&args.methods)?;
+    super::methods::check_samples(&selection, args.samples)?;
     let split: Split = args.split.parse()?;
     let ds = data::load(&args.data, split)?;
     let model = load_model(args.model.as_deref())?;
-    let methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
+    let mut methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
+    if let Some(n) = args.samples {
+        super::methods::set_samples(&mut methods, n)?;
+    }
     let methods = with_random_baseline(methods, 7);
     let opts = EvalOptions { limit: args.limit, faithfulness: !args.no_faithfulness, ..Default::default() };
     let t0 = std::time::Instant::now();

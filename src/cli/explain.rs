@@ -36,6 +36,12 @@ pub struct ExplainArgs {
     /// ExpNet file (default: one trained for this very model, if any; see README "Which ExpNet").
     #[arg(long)]
     pub expnet: Option<String>,
+    /// Perturbed inputs per explanation for LIME and KernelSHAP in total
+    /// (default: their own, 2·d + 2,048 for KernelSHAP with exact Shapley
+    /// values up to 12 words). With it KernelSHAP always samples, as a
+    /// distillation teacher with `--samples` does.
+    #[arg(long)]
+    pub samples: Option<usize>,
     /// Class index to explain (default: the predicted class).
     #[arg(long)]
     pub target: Option<usize>,
@@ -100,11 +106,15 @@ fn open_inputs(args: &ExplainArgs, shard: Option<Shard>, batch_size: usize) -> a
 
 fn run_inner(args: &ExplainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let selection = super::methods::parse(&args.methods)?;
+    super::methods::check_samples(&selection, args.samples)?;
     let batch_size = parse_batch_size(args.batch_size.as_deref())?;
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     let inputs = open_inputs(args, shard, batch_size)?;
     let model = load_model(args.model.as_deref())?;
-    let methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
+    let mut methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
+    if let Some(n) = args.samples {
+        super::methods::set_samples(&mut methods, n)?;
+    }
     let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
     let total_lines = match (&inputs, args.input.as_deref()) {
         (Inputs::Lines(src), Some(spec)) if src.regular_file && std::io::stderr().is_terminal() => Some(count_lines_in_background(spec)),

@@ -134,6 +134,44 @@ pub fn build_for_command(selection: &Selection, model: &Model, expnet: Option<&s
     Ok(list.methods)
 }
 
+/// Gives LIME and KernelSHAP in `methods` a budget of `samples` perturbed
+/// inputs in total (KernelSHAP's empty and full coalitions included, as
+/// captum's `n_samples`, and sampled even where exact enumeration would fit),
+/// for runs matched against another tool or a distillation teacher. Returns
+/// how many methods it changed.
+pub fn set_samples(methods: &mut [Arc<dyn Attribution>], samples: usize) -> anyhow::Result<usize> {
+    anyhow::ensure!(samples >= 4, "--samples {samples} is too few (hint: LIME and KernelSHAP need hundreds, e.g. 500)");
+    let mut changed = 0;
+    for m in methods.iter_mut() {
+        match m.name() {
+            "lime" => {
+                let config = crate::explain::lime::LimeConfig { samples: Some(samples), ..Default::default() };
+                *m = Arc::new(crate::explain::lime::Lime { config });
+            }
+            "kernel_shap" => {
+                let config = crate::explain::kernel_shap::KernelShapConfig { samples: Some(samples - 2), exact_max: 0, ..Default::default() };
+                *m = Arc::new(crate::explain::kernel_shap::KernelShap { config });
+            }
+            _ => continue,
+        }
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+/// Checks `--samples` of `explain` and `eval` before any model loads: a
+/// budget without LIME or KernelSHAP among the methods is a mistake worth saying.
+pub fn check_samples(selection: &Selection, samples: Option<usize>) -> anyhow::Result<()> {
+    let Some(n) = samples else { return Ok(()) };
+    anyhow::ensure!(n >= 4, "--samples {n} is too few (hint: LIME and KernelSHAP need hundreds, e.g. 500)");
+    let sampled = match selection {
+        Selection::All => true,
+        Selection::Names(names) => names.iter().any(|n| matches!(n.as_str(), "lime" | "kernel_shap" | "shap")),
+    };
+    anyhow::ensure!(sampled, "--samples sets LIME's and KernelSHAP's budget, and neither is among the methods (hint: --methods kernel_shap,lime)");
+    Ok(())
+}
+
 /// Builds a method list from code (tests, library users): `list` is parsed
 /// and built with `net` as an ExpNet of unknown provenance.
 pub fn build_simple(list: &str, model: &Model, net: Option<Arc<ExpNet>>) -> anyhow::Result<Vec<Arc<dyn Attribution>>> {
@@ -158,5 +196,18 @@ mod tests {
         let err = parse("attention,bogus").unwrap_err().to_string();
         assert!(err.contains("unknown method \"bogus\"") && err.contains("expnet"), "{err}");
         assert!(parse(" , ").unwrap_err().to_string().contains("no method given"));
+    }
+
+    #[test]
+    fn samples_need_a_sampling_method_and_a_real_budget() {
+        assert!(check_samples(&parse("attention").unwrap(), None).is_ok());
+        assert!(check_samples(&parse("expnet,shap").unwrap(), Some(502)).is_ok());
+        assert!(check_samples(&Selection::All, Some(100)).is_ok());
+        let err = check_samples(&parse("attention,occlusion").unwrap(), Some(500)).unwrap_err().to_string();
+        assert!(err.contains("neither is among the methods") && err.contains("hint"), "{err}");
+        assert!(check_samples(&parse("lime").unwrap(), Some(3)).unwrap_err().to_string().contains("too few"));
+        let mut methods: Vec<Arc<dyn Attribution>> = ["attention", "lime", "kernel_shap"].iter().map(|n| create(n).unwrap()).collect();
+        assert_eq!(set_samples(&mut methods, 300).unwrap(), 2);
+        assert_eq!(methods.iter().map(|m| m.name()).collect::<Vec<_>>(), ["attention", "lime", "kernel_shap"]);
     }
 }
