@@ -109,7 +109,11 @@ fn trained_net_survives_save_and_load() {
     let path = dir.path().join("expnet.safetensors");
     net.save(&path).unwrap();
     let back = ExpNet::load(&path).unwrap();
-    assert_eq!(all_scores(&net, &train_set), all_scores(&back, &train_set));
+    // The loaded net is frozen and scores on plain weight copies with the
+    // encoder's kernels: equal to candle's path up to float rounding.
+    let (a, b) = (all_scores(&net, &train_set), all_scores(&back, &train_set));
+    let worst = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-5 && a.iter().map(Vec::len).eq(b.iter().map(Vec::len)), "scores moved by {worst} through save and load");
     assert_eq!(back.info, net.info);
     assert_eq!(back.info.training.as_ref().unwrap().epochs_run, 2);
 }
