@@ -383,14 +383,21 @@ pub fn extract_raw(attn: &Attentions, special: &[bool]) -> anyhow::Result<Vec<Ve
     let (layers, heads) = (attn.layers, attn.heads);
     let lh = layers * heads;
     let mut rows = vec![vec![0.0f32; 4 * lh + 2]; n];
+    let mut received = vec![0f32; n];
     for l in 0..layers {
         for h in 0..heads {
             let m = attn.head(l, h);
             let c = l * heads + h;
+            // Column sums row by row: contiguous reads, and for every key the
+            // same order of additions (query 0, 1, …) as a column walk.
+            received.iter_mut().for_each(|r| *r = 0.0);
+            for q in m[..n * n].chunks_exact(n) {
+                received.iter_mut().zip(q).for_each(|(r, v)| *r += v);
+            }
             for (i, row) in rows.iter_mut().enumerate() {
                 row[c] = m[i]; // query 0 -> key i
                 row[lh + c] = m[i * n]; // query i -> key 0
-                row[2 * lh + c] = (0..n).map(|q| m[q * n + i]).sum::<f32>() / n as f32;
+                row[2 * lh + c] = received[i] / n as f32;
                 row[3 * lh + c] = m[i * n + i]; // diagonal
             }
         }
@@ -464,6 +471,8 @@ pub fn derive_shaped(
 /// and target columns.
 pub fn extract_full(spec: &FeatureSpec, src: &FeatureSource) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut rows = extract_attention(spec, src.attentions, src.special)?;
+    // Every group below appends to each row: one allocation per row, not one per group.
+    rows.iter_mut().for_each(|r| r.reserve(spec.dim().saturating_sub(r.len())));
     if !spec.decomposition.is_off() {
         let (l, h) = (src.attentions.layers, src.attentions.heads);
         let columns = super::decomp_features::derive(spec, src.decomposition, src.special, l, h)?;
