@@ -179,3 +179,31 @@ pub(in crate::model) fn head_log_prob_back(head: &Head, h: &[f32], target: usize
     }
     Some((lp, mat_t_vec(d.w, &d_x, d.k)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The threaded splits of [`mat_vec`] and [`mat_t_vec`] (weights above
+    /// [`PAR_VALUES`], cut into as many blocks as the pool has threads, with a
+    /// ragged last block) against plain loops. The tiny test models never
+    /// reach the threshold, so this is where the split is checked.
+    #[test]
+    fn threaded_matrix_vector_products_match_plain_loops() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for (n, k) in [(1536, 384), (385, 203), (203, 385), (7, 12_000)] {
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0).collect();
+            let x: Vec<f32> = (0..k).map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0).collect();
+            let g: Vec<f32> = (0..n).map(|i| ((i * 13) % 11) as f32 / 5.0 - 1.0).collect();
+            let (y, t) = pool.install(|| (mat_vec(&w, None, &x), mat_t_vec(&w, &g, k)));
+            assert_eq!(pool.install(|| (blocks(n * k, n), blocks(n * k, k / 16))), (3, 3), "{n}×{k} should be split three ways");
+            let want_y: Vec<f32> = w.chunks_exact(k).map(|row| dot(row, &x)).collect();
+            assert_eq!(y, want_y, "W·x, {n}×{k}");
+            let mut want_t = vec![0f32; k];
+            for (row, &gv) in w.chunks_exact(k).zip(&g) {
+                want_t.iter_mut().zip(row).for_each(|(o, wv)| *o += gv * wv);
+            }
+            assert_eq!(t, want_t, "Wᵀ·g, {n}×{k}");
+        }
+    }
+}
