@@ -140,7 +140,7 @@ pub fn build_for_command(selection: &Selection, model: &Model, expnet: Option<&s
 /// for runs matched against another tool or a distillation teacher. Returns
 /// how many methods it changed.
 pub fn set_samples(methods: &mut [Arc<dyn Attribution>], samples: usize) -> anyhow::Result<usize> {
-    anyhow::ensure!(samples >= 4, "--samples {samples} is too few (hint: LIME and KernelSHAP need hundreds, e.g. 500)");
+    ensure_budget(samples)?;
     let mut changed = 0;
     for m in methods.iter_mut() {
         match m.name() {
@@ -159,11 +159,16 @@ pub fn set_samples(methods: &mut [Arc<dyn Attribution>], samples: usize) -> anyh
     Ok(changed)
 }
 
+fn ensure_budget(samples: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(samples >= 4, "--samples {samples} is too few (hint: LIME and KernelSHAP need hundreds, e.g. 500)");
+    Ok(())
+}
+
 /// Checks `--samples` of `explain` and `eval` before any model loads: a
 /// budget without LIME or KernelSHAP among the methods is a mistake worth saying.
 pub fn check_samples(selection: &Selection, samples: Option<usize>) -> anyhow::Result<()> {
     let Some(n) = samples else { return Ok(()) };
-    anyhow::ensure!(n >= 4, "--samples {n} is too few (hint: LIME and KernelSHAP need hundreds, e.g. 500)");
+    ensure_budget(n)?;
     let sampled = match selection {
         Selection::All => true,
         Selection::Names(names) => names.iter().any(|n| matches!(n.as_str(), "lime" | "kernel_shap" | "shap")),

@@ -155,12 +155,11 @@ struct ModelShape {
     hidden_size: Option<usize>,
 }
 
-/// One MLP layer's weights as plain values: torch layout `[out, in]`,
-/// transposed `[in, out]`, bias.
-struct FrozenLayer {
-    w: Vec<f32>,
-    wt: Vec<f32>,
-    b: Vec<f32>,
+/// A frozen net's MLP as plain values: per layer the transposed weight
+/// (`[in, out]`) and the bias, and the prior column's weight.
+struct FrozenMlp {
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+    prior_weight: f32,
 }
 
 /// A trained (or freshly initialised) explainer.
@@ -179,7 +178,7 @@ pub struct ExpNet {
     /// frozen net scores through [`Self::frozen`].
     is_frozen: AtomicBool,
     /// Plain copies of the MLP's weights for [`Self::frozen_logits`], made on first use.
-    frozen: OnceLock<Vec<FrozenLayer>>,
+    frozen: OnceLock<FrozenMlp>,
     /// Provenance; the caller may fill `model_id`, `training_data`, `command` before saving.
     pub info: ExpNetInfo,
 }
@@ -456,37 +455,39 @@ impl ExpNet {
         if !self.is_frozen.load(Ordering::Relaxed) || self.context.is_some() {
             return Ok(None);
         }
-        let layers = match self.frozen.get() {
-            Some(l) => l,
+        let mlp = match self.frozen.get() {
+            Some(mlp) => mlp,
             None => {
-                let mut built = Vec::new();
+                let mut layers = Vec::new();
                 for layer in &self.layers {
                     let w = layer.weight();
-                    let (n, k) = w.dims2()?;
                     let wt = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
                     let b = match layer.bias() {
                         Some(b) => b.to_vec1::<f32>()?,
-                        None => vec![0.0; n],
+                        None => vec![0.0; w.dims2()?.0],
                     };
-                    debug_assert_eq!(wt.len(), n * k);
-                    built.push(FrozenLayer { w: w.flatten_all()?.to_vec1::<f32>()?, wt, b });
+                    layers.push((wt, b));
                 }
-                self.frozen.get_or_init(|| built)
+                let prior_weight = match &self.prior {
+                    Some((_, w)) => w.flatten_all()?.to_vec1::<f32>()?[0],
+                    None => 0.0,
+                };
+                self.frozen.get_or_init(|| FrozenMlp { layers, prior_weight })
             }
         };
         let act = match self.config.activation {
             Activation::Gelu => crate::model::config::Activation::Gelu,
             Activation::Relu => crate::model::config::Activation::Relu,
         };
-        let last = layers.len() - 1;
-        let mut h = crate::model::dense(x, m, &layers[0].w, &layers[0].wt, &layers[0].b, (last > 0).then_some(act));
-        for (i, l) in layers.iter().enumerate().skip(1) {
-            h = crate::model::dense(&h, m, &l.w, &l.wt, &l.b, (i < last).then_some(act));
+        let last = mlp.layers.len() - 1;
+        let mut out: Option<Vec<f32>> = None;
+        for (i, (wt, b)) in mlp.layers.iter().enumerate() {
+            out = Some(crate::model::dense(out.as_deref().unwrap_or(x), m, wt, b, (i < last).then_some(act)));
         }
-        if let Some((col, w)) = &self.prior {
-            let w = w.flatten_all()?.to_vec1::<f32>()?[0];
+        let mut h = out.context("an ExpNet MLP has at least one layer")?;
+        if let Some((col, _)) = &self.prior {
             let width = self.input_dim();
-            h.iter_mut().enumerate().for_each(|(r, v)| *v += x[r * width + col] * w);
+            h.iter_mut().enumerate().for_each(|(r, v)| *v += x[r * width + col] * mlp.prior_weight);
         }
         Ok(Some(h))
     }

@@ -29,7 +29,8 @@ pub(super) struct Lin<'a> {
     pub n: usize,
     pub k: usize,
     /// `Wᵀ` stored `[k, n]` row-major (see [`super::TransposedWeights`]):
-    /// when present, [`linear`] reads it instead of `w`.
+    /// when present, [`linear`] reads it instead of `w` ([`linear_back`]
+    /// still reads `w`).
     pub wt: Option<&'a [f32]>,
 }
 
@@ -205,14 +206,15 @@ pub(super) fn linear_weight_grad(dy: &[f32], dys: usize, col0: usize, m: usize, 
     }
 }
 
-/// `act(x·Wᵀ + b)` for `m` rows of `x` (`[m, k]`), with the weight in torch
-/// layout `w` (`[n, k]`) and transposed `wt` (`[k, n]`), for small dense
-/// stacks outside the encoder (a distilled ExpNet's MLP).
-pub(crate) fn dense(x: &[f32], m: usize, w: &[f32], wt: &[f32], b: &[f32], act: Option<Activation>) -> Vec<f32> {
+/// `act(x·Wᵀ + b)` for `m` rows of `x` (`[m, k]`), with the weight given
+/// transposed only (`wt`, `[k, n]`), for small dense stacks outside the
+/// encoder (a distilled ExpNet's MLP).
+pub(crate) fn dense(x: &[f32], m: usize, wt: &[f32], b: &[f32], act: Option<Activation>) -> Vec<f32> {
     let n = b.len();
-    let k = if n == 0 { 0 } else { w.len() / n };
-    assert!(n > 0 && w.len() == n * k && wt.len() == n * k && x.len() == m * k, "dense: shapes disagree");
-    let lin = Lin { w, b: Some(b), n, k, wt: Some(wt) };
+    let k = if n == 0 { 0 } else { wt.len() / n };
+    assert!(n > 0 && wt.len() == n * k && x.len() == m * k, "dense: shapes disagree");
+    // With `wt` given, `linear` never reads `w` (only checks its length).
+    let lin = Lin { w: wt, b: Some(b), n, k, wt: Some(wt) };
     let mut y = vec![0f32; m * n];
     linear(x, m, &lin, &mut y, n, 0, act.map_or(Epilogue::Bias, Epilogue::Act));
     y

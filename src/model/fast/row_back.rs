@@ -27,6 +27,17 @@ fn blocks(values: usize, len: usize) -> usize {
     if values >= PAR_VALUES && threads > 1 { threads.min(len.max(1)) } else { 1 }
 }
 
+/// `f(i, block)` for the `chunk`-long blocks of `out`, on the pool when there
+/// is more than one.
+fn for_blocks(out: &mut [f32], chunk: usize, f: impl Fn((usize, &mut [f32])) + Sync + Send) {
+    use rayon::prelude::*;
+    if out.len() > chunk {
+        out.par_chunks_mut(chunk).enumerate().for_each(f);
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(f);
+    }
+}
+
 /// `y = W·x + b` for a torch-layout weight `[n, k]`.
 fn mat_vec(w: &[f32], b: Option<&View>, x: &[f32]) -> Vec<f32> {
     let k = x.len();
@@ -40,12 +51,7 @@ fn mat_vec(w: &[f32], b: Option<&View>, x: &[f32]) -> Vec<f32> {
             *v = dot(&w[r * k..(r + 1) * k], x);
         }
     };
-    if parts > 1 {
-        use rayon::prelude::*;
-        y.par_chunks_mut(chunk).enumerate().for_each(fill);
-    } else {
-        y.chunks_mut(chunk).enumerate().for_each(fill);
-    }
+    for_blocks(&mut y, chunk, fill);
     if let Some(b) = b {
         y.iter_mut().zip(b.data()).for_each(|(v, bv)| *v += bv);
     }
@@ -67,12 +73,7 @@ fn mat_t_vec(w: &[f32], g: &[f32], k: usize) -> Vec<f32> {
             axpy(os, gv, &row[c0..c0 + os.len()]);
         }
     };
-    if parts > 1 {
-        use rayon::prelude::*;
-        out.par_chunks_mut(chunk).enumerate().for_each(fill);
-    } else {
-        out.chunks_mut(chunk).enumerate().for_each(fill);
-    }
+    for_blocks(&mut out, chunk, fill);
     out
 }
 
