@@ -21,12 +21,17 @@ pub const DEFAULT_EXPNET_NAME: &str = "embedded:expnet-minilm-sst2";
 /// Name shown for the embedded transfer ExpNet.
 pub const TRANSFER_EXPNET_NAME: &str = "embedded:expnet-transfer";
 
-/// Loads the embedded default classifier.
+/// Loads the embedded default classifier, on the CPU.
 pub fn default_model() -> anyhow::Result<Model> {
+    default_model_on(&candle_core::Device::Cpu)
+}
+
+/// [`default_model`] onto `device`.
+pub fn default_model_on(device: &candle_core::Device) -> anyhow::Result<Model> {
     let cfg = ModelConfig::from_json(serde_json::from_str(CONFIG)?)?;
     let weights = Weights::load_safetensors_bytes(WEIGHTS, "bert.", DEFAULT_MODEL_NAME)?;
     let tokenizer = TextTokenizer::from_bytes(TOKENIZER, cfg.max_tokens())?;
-    Model::from_parts(cfg, &weights, tokenizer, DEFAULT_MODEL_NAME)
+    Model::from_parts_on(cfg, &weights, tokenizer, DEFAULT_MODEL_NAME, device)
 }
 
 /// Loads the embedded default ExpNet (trained for [`default_model`]).

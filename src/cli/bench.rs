@@ -218,7 +218,12 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
     let kernels = parse_kernels(&args.kernels)?;
     let kernels = kernels.as_slice();
     kernels[0].select();
-    println!("{}; kernels {}\n", machine_line(), kernels.iter().map(|k| k.name()).collect::<Vec<_>>().join(" vs "));
+    println!(
+        "{}; device {}; kernels {}\n",
+        machine_line(),
+        model.device_name(),
+        kernels.iter().map(|k| k.name()).collect::<Vec<_>>().join(" vs ")
+    );
     let mut extra = String::new();
     for k in &kernels[1..] {
         extra += &format!(" {} ms | {} speed-up vs {} |", k.name(), kernels[0].name(), k.name());

@@ -63,7 +63,11 @@ fn load_split(spec: &str, split: Split) -> anyhow::Result<(Vec<String>, Vec<Labe
     Ok((ds.labels.clone(), examples))
 }
 
-pub fn run(args: &FinetuneArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<crate::model::Model>) -> anyhow::Result<()> {
+pub fn run(
+    args: &FinetuneArgs,
+    device: &candle_core::Device,
+    load_model: impl FnOnce(Option<&str>) -> anyhow::Result<crate::model::Model>,
+) -> anyhow::Result<()> {
     if args.eval_only {
         let model = load_model(args.model.as_deref())?;
         let data = args.data.rsplit_once('#').map_or(args.data.as_str(), |(d, _)| d);
@@ -103,7 +107,7 @@ pub fn run(args: &FinetuneArgs, load_model: impl FnOnce(Option<&str>) -> anyhow:
     }
     eprintln!("finetune: {} train / {} dev examples, labels {:?}", train.len(), dev.len(), labels);
     let base_dir = crate::model::resolve_model_dir(base)?;
-    let trainable = Trainable::from_base(&base_dir, &labels, args.seed)?;
+    let trainable = Trainable::from_base_on(&base_dir, &labels, args.seed, device)?;
     let cfg = FinetuneConfig {
         epochs: args.epochs,
         lr: args.lr,

@@ -24,6 +24,14 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Where the model runs: cpu, cuda, cuda:N, or auto (the first CUDA GPU
+    /// when this build has the `cuda` feature and one answers, else the CPU).
+    #[arg(long, global = true, default_value = "auto", value_parser = parse_device)]
+    pub device: crate::model::device::DeviceChoice,
+}
+
+fn parse_device(s: &str) -> Result<crate::model::device::DeviceChoice, String> {
+    s.parse()
 }
 
 #[derive(Subcommand, Debug)]

@@ -46,7 +46,7 @@ fn examples_from(spec: &str) -> anyhow::Result<Vec<ExampleItem>> {
         .collect())
 }
 
-pub fn run(args: TuiArgs, load_model: fn(Option<&str>) -> anyhow::Result<crate::model::Model>) -> anyhow::Result<()> {
+pub fn run(args: TuiArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<crate::model::Model> + Send + 'static) -> anyhow::Result<()> {
     let examples = match &args.data {
         Some(spec) => examples_from(spec)?,
         None => Vec::new(),

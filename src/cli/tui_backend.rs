@@ -77,7 +77,7 @@ impl ExplainBackend for LibraryBackend {
         BackendInfo {
             model: self.model.name.clone(),
             expnet: e.name,
-            device: self.model.device_name().to_owned(),
+            device: self.model.device_name(),
             labels: self.model.labels().to_vec(),
             layers: self.model.num_layers(),
             heads: self.model.num_heads(),

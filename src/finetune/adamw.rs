@@ -68,7 +68,7 @@ impl FusedAdamW {
         let mut sq = 0f64;
         for slot in &self.slots {
             if let Some(g) = grads.get(slot.var.as_tensor()) {
-                sq += with_values(g, |g| {
+                sq += with_values(&on_host(g)?, |g| {
                     Ok(g.par_chunks(CHUNK).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()).sum::<f64>())
                 })?;
             }
@@ -92,8 +92,8 @@ impl FusedAdamW {
             let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
             let decay = (1.0 - lr * slot.weight_decay) as f32;
             let Slot { var, m, v, next, .. } = slot;
-            with_values(g, |g| {
-                with_values(var.as_tensor(), |theta| {
+            with_values(&on_host(g)?, |g| {
+                with_values(&on_host(var.as_tensor())?, |theta| {
                     next.par_chunks_mut(CHUNK)
                         .zip(m.par_chunks_mut(CHUNK))
                         .zip(v.par_chunks_mut(CHUNK))
@@ -114,6 +114,14 @@ impl FusedAdamW {
         }
         Ok(norm)
     }
+}
+
+/// The tensor itself on the CPU; a host copy of one on a GPU. The
+/// optimizer's moments live in host memory, so on a GPU (`--device cuda`)
+/// every step copies gradients and weights across (slower than an optimizer
+/// on the device, but the same update bit for bit).
+fn on_host(t: &Tensor) -> candle_core::Result<Tensor> {
+    if t.device().is_cpu() { Ok(t.clone()) } else { t.to_device(&candle_core::Device::Cpu) }
 }
 
 #[cfg(test)]

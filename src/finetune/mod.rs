@@ -85,8 +85,13 @@ pub struct Trainable {
 }
 
 impl Trainable {
-    /// Loads the base encoder folder and adds a fresh head for `labels`.
+    /// Loads the base encoder folder and adds a fresh head for `labels`, on the CPU.
     pub fn from_base(dir: &Path, labels: &[String], seed: u64) -> anyhow::Result<Self> {
+        Self::from_base_on(dir, labels, seed, &Device::Cpu)
+    }
+
+    /// [`Trainable::from_base`] with the variables on `device` (`--device`).
+    pub fn from_base_on(dir: &Path, labels: &[String], seed: u64, device: &Device) -> anyhow::Result<Self> {
         let cfg_path = dir.join("config.json");
         let base = ModelConfig::from_file(&cfg_path)?;
         anyhow::ensure!(
@@ -136,12 +141,12 @@ impl Trainable {
             if name.ends_with("position_ids") {
                 continue;
             }
-            let var = Var::from_tensor(&weights.get(&name)?)?;
+            let var = Var::from_tensor(&weights.get(&name)?.to_device(device)?)?;
             var_weights.insert(&name, var.as_tensor().clone());
             vars.push((name, var));
         }
         let tokenizer = TextTokenizer::from_dir(dir, cfg.max_tokens())?;
-        let model = Model::from_parts(cfg, &var_weights, tokenizer, &dir.display().to_string())?;
+        let model = Model::from_parts_on(cfg, &var_weights, tokenizer, &dir.display().to_string(), device)?;
         Ok(Self { model, vars, labels: labels.to_vec() })
     }
 
@@ -151,7 +156,7 @@ impl Trainable {
         let mut tensors = HashMap::new();
         for (name, var) in &self.vars {
             let key = if name.starts_with("classifier.") { name.clone() } else { format!("bert.{name}") };
-            let t = var.as_tensor().detach();
+            let t = var.as_tensor().detach().to_device(&Device::Cpu)?;
             tensors.insert(key, if f16 { t.to_dtype(DType::F16)? } else { t });
         }
         let tmp = out.join("model.safetensors.tmp");
@@ -285,7 +290,7 @@ pub fn finetune(
         FusedAdamW::new(t.with_weight_decay(cfg.weight_decay), AdamWParams { lr: cfg.lr, ..Default::default() })?;
     let mode = RunMode { differentiable: true, attention_probes: false, dropout: Some(cfg.dropout) };
     let encoder = model.encoder();
-    let dev_ = Device::Cpu;
+    let dev_ = model.device().clone();
 
     let mut report = FinetuneReport { best_epoch: 0, best_dev_accuracy: f64::NEG_INFINITY, epochs_run: 0, interrupted: false };
     let mut global_step = 0usize;

@@ -13,7 +13,7 @@ use super::config::{Activation, ModelConfig};
 use super::encoder::{Head, Layer, LayerNorm, RunMode};
 use super::weights::Weights;
 use anyhow::bail;
-use candle_core::{Device, Module, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::Linear;
 use serde_json::Value;
 
@@ -217,8 +217,8 @@ impl Relative {
             None => self.table.clone(),
         };
         Ok(Prepared {
-            c2p_index: Tensor::from_vec(c2p, (len, len), &Device::Cpu)?,
-            p2c_index: Tensor::from_vec(p2c, (len, len), &Device::Cpu)?,
+            c2p_index: Tensor::from_vec(c2p, (len, len), self.table.device())?,
+            p2c_index: Tensor::from_vec(p2c, (len, len), self.table.device())?,
             table,
         })
     }

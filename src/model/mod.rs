@@ -8,6 +8,7 @@ mod albert;
 mod batch;
 pub mod config;
 mod deberta_v2;
+pub mod device;
 mod electra;
 pub mod encoder;
 mod fast;
@@ -96,16 +97,26 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads from a local folder or a hub id (see [`resolve_model_dir`]).
+    /// Loads from a local folder or a hub id (see [`resolve_model_dir`]), on the CPU.
     pub fn load(spec: &str) -> anyhow::Result<Self> {
+        Self::load_on(spec, &Device::Cpu)
+    }
+
+    /// [`Model::load`] onto `device` (see [`device`]).
+    pub fn load_on(spec: &str, device: &Device) -> anyhow::Result<Self> {
         let dir = resolve_model_dir(spec)?;
-        let mut m = Self::load_dir(&dir)?;
+        let mut m = Self::load_dir_on(&dir, device)?;
         m.name = spec.to_owned();
         Ok(m)
     }
 
-    /// Loads a Hugging Face model folder.
+    /// Loads a Hugging Face model folder, on the CPU.
     pub fn load_dir(dir: &Path) -> anyhow::Result<Self> {
+        Self::load_dir_on(dir, &Device::Cpu)
+    }
+
+    /// [`Model::load_dir`] onto `device`.
+    pub fn load_dir_on(dir: &Path, device: &Device) -> anyhow::Result<Self> {
         let cfg_path = dir.join("config.json");
         if !cfg_path.is_file() {
             anyhow::bail!("{} has no config.json (hint: point --model at a Hugging Face model folder)", dir.display());
@@ -113,18 +124,32 @@ impl Model {
         let cfg = ModelConfig::from_file(&cfg_path)?;
         let weights = Weights::load_dir(dir, cfg.family.weight_prefix())?;
         let tokenizer = TextTokenizer::from_dir(dir, cfg.max_tokens())?;
-        Self::from_parts(cfg, &weights, tokenizer, &dir.display().to_string())
+        Self::from_parts_on(cfg, &weights, tokenizer, &dir.display().to_string(), device)
     }
 
-    /// Builds a model from parsed parts (also used by `finetune` with trainable weights).
+    /// Builds a model from parsed parts (also used by `finetune` with trainable weights), on the CPU.
     pub fn from_parts(cfg: ModelConfig, weights: &Weights, tokenizer: TextTokenizer, name: &str) -> anyhow::Result<Self> {
+        Self::from_parts_on(cfg, weights, tokenizer, name, &Device::Cpu)
+    }
+
+    /// [`Model::from_parts`] with the weights copied to `device`. The
+    /// fingerprint is taken from the weights as given, so a model and its
+    /// ExpNet files match on every device.
+    pub fn from_parts_on(cfg: ModelConfig, weights: &Weights, tokenizer: TextTokenizer, name: &str, device: &Device) -> anyhow::Result<Self> {
         let mask_id = ["[MASK]", "<mask>"]
             .iter()
             .find_map(|t| tokenizer.token_id(t))
             .unwrap_or(cfg.pad_token_id);
         let fingerprint = fingerprint(&cfg, weights)?;
+        let placed;
+        let weights = if weights.all_on(device) {
+            weights
+        } else {
+            placed = weights.to_device(device).with_context(|| format!("cannot copy the weights of {name} to {}", device::label(device)))?;
+            &placed
+        };
         let encoder = Encoder::new(cfg, weights).with_context(|| format!("cannot build the encoder of {name}"))?;
-        Ok(Self { encoder, tokenizer, name: name.to_owned(), device: Device::Cpu, mask_id, fingerprint })
+        Ok(Self { encoder, tokenizer, name: name.to_owned(), device: device.clone(), mask_id, fingerprint })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -161,8 +186,12 @@ impl Model {
     pub fn mask_token_id(&self) -> u32 {
         self.mask_id
     }
-    pub fn device_name(&self) -> &'static str {
-        if self.device.is_cpu() { "cpu" } else { "gpu" }
+    /// Where the encoder runs: `cpu`, `cuda:0`, …
+    pub fn device_name(&self) -> String {
+        device::label(&self.device)
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     pub fn encode(&self, text: &str) -> anyhow::Result<Encoding> {

@@ -45,6 +45,21 @@ impl Weights {
         Self::from_map(map, family_prefix, origin)
     }
 
+    /// Whether every tensor is on `device` already.
+    pub fn all_on(&self, device: &Device) -> bool {
+        self.map.values().all(|t| t.device().same_device(device))
+    }
+
+    /// The same tensors on `device` (those already there are shared, not copied).
+    pub fn to_device(&self, device: &Device) -> anyhow::Result<Self> {
+        let map = self
+            .map
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), if t.device().same_device(device) { t.clone() } else { t.to_device(device)? })))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { map, origin: self.origin.clone() })
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }
