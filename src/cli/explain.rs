@@ -249,7 +249,11 @@ impl<W: Write> Run<'_, W> {
     fn batch(&mut self, items: Vec<(Option<usize>, &Encoding)>) -> anyhow::Result<Vec<Vec<u8>>> {
         let (model, methods, progress) = (self.model, self.methods, self.progress);
         let encs: Vec<&Encoding> = items.iter().map(|(_, e)| *e).collect();
+        // Raw [CLS] attention and rollout read nothing else of the last
+        // layer: its other rows are skipped unless --attentions prints them.
+        let first_query = !self.args.attentions && methods.iter().all(|m| m.reads_first_query_of_last_layer_only());
         let forwards = match encs.as_slice() {
+            many if first_query => model.forward_batch_first_query(many)?,
             [one] => vec![model.forward(one)?],
             many => model.forward_batch(many)?,
         };

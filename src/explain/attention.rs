@@ -35,6 +35,10 @@ impl Attribution for RawAttention {
     fn needs_classifier(&self) -> bool {
         false
     }
+    fn reads_first_query_of_last_layer_only(&self) -> bool {
+        // The [CLS] row of one layer, whichever it is.
+        true
+    }
     fn explain(&self, input: &ExplainInput, _progress: &Progress) -> anyhow::Result<Explanation> {
         let a = &input.forward.attentions;
         let layer = self.layer.unwrap_or(a.layers.saturating_sub(1));

@@ -125,6 +125,14 @@ pub trait Attribution: Send + Sync {
     fn reads_shared_gradients(&self) -> bool {
         false
     }
+    /// Whether the method reads nothing of the forward pass's last layer but
+    /// the first query's attention row (and the prediction): then a corpus
+    /// run may skip the rest of that layer
+    /// ([`crate::model::Model::forward_batch_first_query`], where those rows
+    /// are NaN). Only say so when it is true.
+    fn reads_first_query_of_last_layer_only(&self) -> bool {
+        false
+    }
     /// Whether the method needs a classification head (gradients, perturbation).
     fn needs_classifier(&self) -> bool {
         true

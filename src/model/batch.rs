@@ -49,15 +49,26 @@ impl Model {
     /// [`Model::forward`] for several texts in one padded, masked run; one
     /// output per text, cut to its own length.
     pub fn forward_batch(&self, encs: &[&Encoding]) -> anyhow::Result<Vec<ForwardOutput>> {
+        self.forward_batch_with(encs, false)
+    }
+
+    /// [`Model::forward_batch`] for readers of nothing in the last layer but
+    /// the first query's attention row and the prediction (see
+    /// [`crate::explain::Attribution::reads_first_query_of_last_layer_only`]):
+    /// the rest of that layer may be skipped, its attention and hidden-state
+    /// rows after the first are then NaN.
+    pub fn forward_batch_first_query(&self, encs: &[&Encoding]) -> anyhow::Result<Vec<ForwardOutput>> {
+        self.forward_batch_with(encs, true)
+    }
+
+    fn forward_batch_with(&self, encs: &[&Encoding], first_query: bool) -> anyhow::Result<Vec<ForwardOutput>> {
         if encs.is_empty() {
             return Ok(Vec::new());
         }
         let (ids, types, pos, mask, lengths) = self.batch_of(encs)?;
         let embeds = self.encoder.embed_words(&ids)?;
-        let out = self.encoder.forward(
-            &EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() },
-            RunMode::INFERENCE,
-        )?;
+        let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+        let out = if first_query { self.encoder.forward_first_query(&input)? } else { self.encoder.forward(&input, RunMode::INFERENCE)? };
         let mut attentions = split_attentions(&out.attentions, &lengths, self.num_heads())?.into_iter();
         let mut hidden: Vec<Vec<Vec<Vec<f32>>>> = vec![Vec::with_capacity(out.hidden_states.len()); encs.len()];
         for h in &out.hidden_states {

@@ -520,6 +520,19 @@ impl Encoder {
         self.forward_graph(input, mode)
     }
 
+    /// An inference [`Self::forward`] that may skip the last layer's rows
+    /// other than the first token's (the hand-written path does): there, the
+    /// last layer's attention rows and output rows after the first are NaN.
+    /// For readers of the first query's attention and the logits only.
+    pub fn forward_first_query(&self, input: &EncoderInput) -> candle_core::Result<EncoderOutput> {
+        if self.fast_path(input, RunMode::INFERENCE) {
+            if let Some(out) = super::fast::forward_first_query(self, input)? {
+                return Ok(out);
+            }
+        }
+        self.forward_graph(input, RunMode::INFERENCE)
+    }
+
     /// [`Self::forward`] on the candle graph, whatever the mode (the reference
     /// the hand-written path is tested against).
     pub(super) fn forward_graph(&self, input: &EncoderInput, mode: RunMode) -> candle_core::Result<EncoderOutput> {

@@ -19,9 +19,11 @@ fn first_rows(x: &[f32], d: Dims) -> Vec<f32> {
 }
 
 /// The last layer's output for the first token of each sequence (`[batch,
-/// hidden]`) from its input `x` (`[batch·len, hidden]`). `qkv` is scratch of
-/// `[batch·len, 3·hidden]`; its key and value columns are filled. With a tape,
-/// what [`backward`] needs is pushed onto it.
+/// hidden]`) from its input `x` (`[batch·len, hidden]`), and with
+/// `keep_probs` the first token's attention probabilities (`[batch, heads,
+/// len]`). `qkv` is scratch of `[batch·len, 3·hidden]`; its key and value
+/// columns are filled. With a tape, what [`backward`] needs is pushed onto it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
     v: &LayerViews,
     x: &[f32],
@@ -31,7 +33,8 @@ pub(super) fn forward(
     act: Activation,
     qkv: &mut [f32],
     tape: Option<&mut super::backward::Tape>,
-) -> Vec<f32> {
+    keep_probs: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let Dims { batch, len, heads, hidden } = d;
     let rows_n = batch * len;
     let dh = hidden / heads;
@@ -77,6 +80,7 @@ pub(super) fn forward(
     linear(&inter, batch, &v.ffn_out.lin(), &mut out, hidden, 0, Epilogue::Residual(&hs));
     let out_sum = tape.is_some().then(|| out.clone());
     v.out_norm.apply(&mut out);
+    let kept = keep_probs.then(|| probs.clone());
     if let Some(t) = tape {
         t.layers.push(LayerTape {
             qkv: qkv.to_vec(),
@@ -87,7 +91,7 @@ pub(super) fn forward(
             first_query: Some(q),
         });
     }
-    out
+    (out, kept)
 }
 
 /// Backward of [`forward`]: from the gradient of the first tokens' outputs

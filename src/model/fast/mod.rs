@@ -166,6 +166,16 @@ pub(super) fn forward(enc: &Encoder, input: &EncoderInput, keep: bool) -> candle
     run(enc, input, keep, None, !keep)
 }
 
+/// [`forward`] keeping every attention matrix and hidden state except in
+/// the last layer, which runs for the first token only: its attention
+/// matrices hold the first query's row, and its output the first token's row,
+/// with every other row NaN (so that a reader that should not be there shows
+/// it). For methods that read nothing else of the last layer (raw [CLS]
+/// attention, rollout): 1/7 of a 6-layer forward pass skipped.
+pub(super) fn forward_first_query(enc: &Encoder, input: &EncoderInput) -> candle_core::Result<Option<EncoderOutput>> {
+    run(enc, input, true, None, true)
+}
+
 /// [`forward`], recording on `tape` what the backward pass needs when given;
 /// `first_only` = the last layer for the first token only (not with `keep`).
 fn run(
@@ -176,7 +186,7 @@ fn run(
     first_only: bool,
 ) -> candle_core::Result<Option<EncoderOutput>> {
     // A taped run (the backward pass) returns its attentions from the tape.
-    debug_assert!(!keep || (tape.is_none() && !first_only), "a taped or first-token-only run keeps no attentions");
+    debug_assert!(!keep || tape.is_none(), "a taped run keeps no attentions");
     let cfg = &enc.cfg;
     let (batch, len, emb) = input.word_embeds.dims3()?;
     let (hidden, heads) = (cfg.hidden_size, cfg.num_heads);
@@ -226,7 +236,14 @@ fn run(
         // weights in cache instead of one (saliency at 8–32 tokens got slower).
         let v = if rows_n > linear::SMALL_M { v.transposed(&enc.transposed) } else { v };
         if first_only && li + 1 == enc.layers.len() {
-            x = first_query::forward(&v, &x, dims, scale, mask.as_deref(), cfg.activation, &mut qkv, tape.as_deref_mut());
+            let (out, probs) = first_query::forward(&v, &x, dims, scale, mask.as_deref(), cfg.activation, &mut qkv, tape.as_deref_mut(), keep);
+            if let Some(p) = probs {
+                attentions.push(Tensor::from_vec(first_rows_of_nan(&p, batch * heads, len, len), (batch, heads, len, len), device)?);
+                let prev = std::mem::replace(&mut x, out);
+                hidden_states.push(Tensor::from_vec(prev, (batch, len, hidden), device)?);
+            } else {
+                x = out;
+            }
             first_rows_only = true;
             break;
         }
@@ -279,13 +296,28 @@ fn run(
     } else {
         x.chunks(len * hidden).flat_map(|seq| seq[..hidden].iter().copied()).collect()
     };
-    let last_len = if first_rows_only { 1 } else { len };
-    hidden_states.push(Tensor::from_vec(x, (batch, last_len, hidden), device)?);
+    if keep && first_rows_only {
+        hidden_states.push(Tensor::from_vec(first_rows_of_nan(&x, batch, len, hidden), (batch, len, hidden), device)?);
+    } else {
+        let last_len = if first_rows_only { 1 } else { len };
+        hidden_states.push(Tensor::from_vec(x, (batch, last_len, hidden), device)?);
+    }
     let logits = match &enc.head {
         Some(head) => Some(head.forward(&Tensor::from_vec(cls, (batch, hidden), device)?, super::encoder::RunMode::INFERENCE)?),
         None => None,
     };
     Ok(Some(EncoderOutput { hidden_states, attentions, attention_probes: Vec::new(), logits }))
+}
+
+/// `blocks` blocks of `rows × width` whose first row is the next `width`
+/// values of `first` and every other value NaN.
+fn first_rows_of_nan(first: &[f32], blocks: usize, rows: usize, width: usize) -> Vec<f32> {
+    debug_assert_eq!(first.len(), blocks * width);
+    let mut out = vec![f32::NAN; blocks * rows * width];
+    for (block, row) in out.chunks_mut(rows * width).zip(first.chunks(width)) {
+        block[..width].copy_from_slice(row);
+    }
+    out
 }
 
 /// The attention mask as additive values per key, `[batch·len]`: 0 for a

@@ -66,6 +66,67 @@ fn check(name: &str) {
     }
 }
 
+/// The first-query forward (`explain` with raw attention and rollout only)
+/// keeps every layer but the last as the full pass does, the first row of
+/// the last, the same logits, and NaN where it skipped work.
+fn check_first_query(name: &str) {
+    let model = load(name);
+    let texts = ["the film was wonderful", "dull", "an unbelievably dull and overlong film, sadly"];
+    let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
+    let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
+    let (ids, types, pos, mask) = model.batch_input(&ids, &types).unwrap();
+    let embeds = model.encoder.embed_words(&ids).unwrap();
+    let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+    let full = super::forward(&model.encoder, &input, true).unwrap().unwrap();
+    let first = model.encoder.forward_first_query(&input).unwrap();
+    let layers = full.attentions.len();
+    assert_eq!(first.attentions.len(), layers, "{name}");
+    assert_eq!(first.hidden_states.len(), full.hidden_states.len(), "{name}");
+    for (l, (a, b)) in first.attentions.iter().zip(&full.attentions).enumerate() {
+        assert_eq!(a.dims(), b.dims(), "{name}: attention {l}");
+        let len = a.dim(3).unwrap();
+        for (row, (x, y)) in values(a).chunks(len).zip(values(b).chunks(len)).enumerate() {
+            if l + 1 < layers || row % len == 0 {
+                let d = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                assert!(d <= 1e-6, "{name}: attention {l} row {row} differs by {d:e}");
+            } else {
+                assert!(x.iter().all(|v| v.is_nan()), "{name}: attention {l} row {row} should be NaN (skipped)");
+            }
+        }
+    }
+    for (i, (a, b)) in first.hidden_states.iter().zip(&full.hidden_states).enumerate() {
+        assert_eq!(a.dims(), b.dims(), "{name}: hidden state {i}");
+        let (len, width) = (a.dim(1).unwrap(), a.dim(2).unwrap());
+        for (row, (x, y)) in values(a).chunks(width).zip(values(b).chunks(width)).enumerate() {
+            if i + 1 < full.hidden_states.len() || row % len == 0 {
+                let d = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                assert!(d <= 1e-4, "{name}: hidden state {i} row {row} differs by {d:e}");
+            } else {
+                assert!(x.iter().all(|v| v.is_nan()), "{name}: hidden state {i} row {row} should be NaN");
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (&first.logits, &full.logits) {
+        let d = max_diff(a, b);
+        assert!(d <= 1e-5, "{name}: logits differ by {d:e}");
+    } else {
+        assert!(first.logits.is_none() && full.logits.is_none(), "{name}: logits on one side only");
+    }
+}
+
+#[test]
+fn first_query_forward_matches_the_full_pass_where_it_is_read() {
+    for name in ["tiny-bert", "tiny-bert-encoder", "tiny-roberta", "tiny-distilbert", "tiny-albert"] {
+        check_first_query(name);
+    }
+    // Not eligible for the hand-written path: the full graph, nothing NaN.
+    let model = load("tiny-deberta-v2");
+    let enc = model.encode("the film was wonderful").unwrap();
+    let out = model.forward_batch_first_query(&[&enc]).unwrap();
+    assert!(out[0].attentions.data.iter().all(|v| v.is_finite()));
+}
+
 #[test]
 fn bert_fast_forward_matches_the_graph() {
     check("tiny-bert");
