@@ -16,26 +16,29 @@ pub fn rollout_matrix(a: &Attentions) -> Vec<f64> {
     r
 }
 
-/// Row 0 of [`rollout_matrix`], the same values bit for bit, reading only
-/// the first row of the last layer (`O(n²)` there instead of `O(n³)`).
+/// Row 0 of [`rollout_matrix`] as a chain of vector–matrix products from
+/// the top, `((e₀ᵀ·Â_L)·Â_{L−1})⋯Â_1`: `O(L·n²)` instead of `O(L·n³)`, and
+/// only the first row of the last layer is read. Equal to the matrix's row 0
+/// up to f64 rounding (products associated differently).
 pub fn rollout_first_row(a: &Attentions) -> Vec<f64> {
     let n = a.len;
-    let mut r = identity(n);
-    for l in 0..a.layers.saturating_sub(1) {
-        r = matmul(&mixed(a, l, n), &r, n);
-    }
     if a.layers == 0 {
-        return r[..n].to_vec();
+        return identity(n)[..n].to_vec();
     }
-    let top = mixed_row(&a.mean_heads(a.layers - 1)[..n], 0);
-    let mut out = vec![0f64; n];
-    for (k, &aik) in top.iter().enumerate() {
-        if aik == 0.0 {
-            continue;
+    let mut r = mixed_row(&a.mean_heads(a.layers - 1)[..n], 0);
+    for l in (0..a.layers - 1).rev() {
+        let m = a.mean_heads(l);
+        let mut next = vec![0f64; n];
+        for (k, &rk) in r.iter().enumerate() {
+            if rk == 0.0 {
+                continue;
+            }
+            let row = mixed_row(&m[k * n..(k + 1) * n], k);
+            next.iter_mut().zip(&row).for_each(|(o, v)| *o += rk * v);
         }
-        out.iter_mut().zip(&r[k * n..(k + 1) * n]).for_each(|(o, b)| *o += aik * b);
+        r = next;
     }
-    out
+    r
 }
 
 /// `Â_l = 0.5·mean_h A_l + 0.5·I`, rows renormalised.
@@ -130,18 +133,19 @@ mod tests {
     }
 
     #[test]
-    fn the_first_row_is_row_zero_of_the_matrix_bit_for_bit_and_reads_no_other_top_row() {
+    fn the_first_row_is_row_zero_of_the_matrix_and_reads_no_other_top_row() {
         for seed in 0..20 {
             let (layers, n) = (1 + seed as usize % 4, 1 + seed as usize % 9);
             let mut a = random_attentions(layers, 3, n, seed);
             let want = rollout_matrix(&a)[..n].to_vec();
-            assert_eq!(rollout_first_row(&a), want);
+            let close = |got: Vec<f64>| got.len() == n && got.iter().zip(&want).all(|(x, y)| (x - y).abs() <= 1e-14);
+            assert!(close(rollout_first_row(&a)), "seed {seed}");
             // What the first-query forward leaves in the last layer.
             for h in 0..a.heads {
                 let base = ((layers - 1) * a.heads + h) * n * n;
                 a.data[base + n..base + n * n].iter_mut().for_each(|v| *v = f32::NAN);
             }
-            assert_eq!(rollout_first_row(&a), want, "seed {seed}");
+            assert!(close(rollout_first_row(&a)), "seed {seed}");
         }
     }
 
