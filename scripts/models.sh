@@ -3,6 +3,7 @@
 # ~/.cache/expnet-models/ (or MODELS=DIR). Commands and what each reached: docs/MODELS.md.
 #
 #   scripts/models.sh [NAME...]     NAMEs: movies hatexplain esnli (default: all three),
+#                                   sst2-phrases (SST-2 on every polar phrase, docs/MODELS.md),
 #                                   hatexplain-quick esnli-quick (the transfer experiments'),
 #                                   transfer-expnet (rebuilds assets/expnet/transfer.safetensors
 #                                   from the two quick classifiers and the embedded one)
@@ -46,13 +47,14 @@ for what in "${@:-movies hatexplain esnli}"; do
       movies) build minilm-movies --data "movies:$DATA/movies" --epochs 2 --max-len 128 ;;
       hatexplain) build minilm-hatexplain --data "hatexplain:$DATA/hatexplain" --epochs 2 --max-len 128 ;;
       esnli) build minilm-esnli --data "esnli:$DATA/esnli#dev" --epochs 2 --max-len 64 ;;
+      sst2-phrases) build minilm-sst2-phrases --data "sst-phrases:$DATA/sst" --epochs 2 --f16 ;;
       hatexplain-quick) build minilm-hatexplain-quick --data "hatexplain:$DATA/hatexplain" --epochs 1 --max-len 64 --limit 4000 ;;
       esnli-quick) build minilm-esnli-quick --data "esnli:$DATA/esnli#dev" --epochs 1 --max-len 64 --limit 4000 ;;
       transfer-expnet)
         build minilm-hatexplain-quick --data "hatexplain:$DATA/hatexplain" --epochs 1 --max-len 64 --limit 4000
         build minilm-esnli-quick --data "esnli:$DATA/esnli#dev" --epochs 1 --max-len 64 --limit 4000
         transfer_expnet ;;
-      *) echo "unknown model $w (movies, hatexplain, esnli, hatexplain-quick, esnli-quick, transfer-expnet)" >&2; exit 2 ;;
+      *) echo "unknown model $w (movies, hatexplain, esnli, sst2-phrases, hatexplain-quick, esnli-quick, transfer-expnet)" >&2; exit 2 ;;
     esac
   done
 done
