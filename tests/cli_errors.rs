@@ -80,3 +80,14 @@ fn bare_encoder_explains_with_attention() {
     assert_eq!(v["explanations"]["rollout"]["scores"].as_array().unwrap().len(), n);
     assert_eq!(v["attentions"][0][0].as_array().unwrap().len(), n);
 }
+
+#[test]
+fn bench_lengths_and_repeats_are_checked() {
+    let m = fixture("tiny-bert");
+    assert_clean_error(&["bench", "--model", &m, "--lengths", "8,abc"], "\"abc\" is not a token count");
+    // Below one word between the specials, or beyond the model's limit (which
+    // used to loop for ever building the text).
+    assert_clean_error(&["bench", "--model", &m, "--methods", "attention", "--lengths", "0"], "0 tokens is outside");
+    assert_clean_error(&["bench", "--model", &m, "--methods", "attention", "--lengths", "8,100000"], "100000 tokens is outside");
+    assert_clean_error(&["bench", "--model", &m, "--methods", "attention", "--lengths", "8", "--repeats", "0"], "--repeats must be at least 1");
+}

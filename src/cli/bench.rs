@@ -203,9 +203,33 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `--lengths`: whole numbers, checked before any model loads.
+fn parse_lengths(s: &str) -> anyhow::Result<Vec<usize>> {
+    let lengths: Vec<usize> = s
+        .split(',')
+        .map(|p| {
+            p.trim().parse().map_err(|_| anyhow::anyhow!("--lengths \"{s}\": \"{}\" is not a token count (hint: --lengths 8,32,128)", p.trim()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(lengths)
+}
+
+/// Every length must be one `text_of_length` can build for `model`: at least
+/// one word between the special tokens, at most the model's limit.
+fn check_lengths(lengths: &[usize], model: &Model) -> anyhow::Result<()> {
+    let (min, max) = (model.encode("a")?.len(), model.tokenizer().max_tokens());
+    if let Some(&bad) = lengths.iter().find(|&&n| n < min || n > max) {
+        anyhow::bail!("--lengths: {bad} tokens is outside what {} takes, {min} to {max} (special tokens included; hint: --lengths 8,32,128)", model.name);
+    }
+    Ok(())
+}
+
 pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let selection = super::methods::parse(&args.methods)?;
+    let lengths = parse_lengths(&args.lengths)?;
+    anyhow::ensure!(args.repeats >= 1, "--repeats must be at least 1 (hint: --repeats 5, the default)");
     let model = load_model(args.model.as_deref())?;
+    check_lengths(&lengths, &model)?;
     let mut methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
     if let Some(n) = args.samples {
         super::methods::set_samples(&mut methods, n)?;
@@ -214,7 +238,6 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p)?)?),
         None => None,
     };
-    let lengths: Vec<usize> = args.lengths.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
     let kernels = parse_kernels(&args.kernels)?;
     let kernels = kernels.as_slice();
     kernels[0].select();
@@ -240,7 +263,7 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
             k.select();
             fwd = model.forward(&enc)?; // warm-up
         }
-        for _ in 0..args.repeats.max(1) {
+        for _ in 0..args.repeats {
             for (k, &path) in kernels.iter().enumerate() {
                 path.select();
                 let t0 = Instant::now();
@@ -262,7 +285,7 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
                 let _ = m.explain(&input(), &Progress::none())?; // warm-up
             }
             // Alternate the kernel paths within each repeat, so load changes hit both alike.
-            for _ in 0..args.repeats.max(1) {
+            for _ in 0..args.repeats {
                 for (k, &path) in kernels.iter().enumerate() {
                     path.select();
                     let fresh = input();
