@@ -91,3 +91,21 @@ fn bench_lengths_and_repeats_are_checked() {
     assert_clean_error(&["bench", "--model", &m, "--methods", "attention", "--lengths", "8,100000"], "100000 tokens is outside");
     assert_clean_error(&["bench", "--model", &m, "--methods", "attention", "--lengths", "8", "--repeats", "0"], "--repeats must be at least 1");
 }
+
+#[test]
+fn finetune_and_eval_numbers_are_checked_before_loading() {
+    let m = fixture("tiny-bert");
+    let base = ["finetune", "--base", m.as_str(), "--data", "sst:/nonexistent", "--out", "/nonexistent/out"];
+    for (flag, value, needle) in [
+        ("--epochs", "0", "--epochs must be at least 1"),
+        ("--batch-size", "0", "--batch-size must be at least 1"),
+        ("--max-len", "2", "leaves no room"),
+        ("--lr", "0", "--lr must be a positive number"),
+        ("--limit", "0", "--limit 0 trains on nothing"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        assert_clean_error(&args, needle);
+    }
+    assert_clean_error(&["eval", "--model", &m, "--data", "sst:/nonexistent", "--limit", "0"], "--limit 0 evaluates nothing");
+}

@@ -48,6 +48,7 @@ pub fn run(args: &EvalArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Res
     let selection = super::methods::parse(&args.methods)?;
     super::methods::check_samples(&selection, args.samples)?;
     let split: Split = args.split.parse()?;
+    anyhow::ensure!(args.limit != Some(0), "--limit 0 evaluates nothing (hint: --limit 150, or leave it out for the whole split)");
     let ds = data::load(&args.data, split)?;
     let model = load_model(args.model.as_deref())?;
     let mut methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;

@@ -63,6 +63,16 @@ fn load_split(spec: &str, split: Split) -> anyhow::Result<(Vec<String>, Vec<Labe
     Ok((ds.labels.clone(), examples))
 }
 
+/// Training settings that cannot work, refused before anything loads.
+fn check_numbers(args: &FinetuneArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1 (hint: --epochs 3, the default)");
+    anyhow::ensure!(args.batch_size >= 1, "--batch-size must be at least 1 (hint: --batch-size 32, the default)");
+    anyhow::ensure!(args.max_len >= 3, "--max-len {} leaves no room for a word between the special tokens (hint: --max-len 66, the default)", args.max_len);
+    anyhow::ensure!(args.lr.is_finite() && args.lr > 0.0, "--lr must be a positive number, got {} (hint: --lr 5e-5, the default)", args.lr);
+    anyhow::ensure!(args.limit != Some(0), "--limit 0 trains on nothing (hint: --limit 640 for a quick run, or leave it out)");
+    Ok(())
+}
+
 pub fn run(
     args: &FinetuneArgs,
     device: &candle_core::Device,
@@ -82,6 +92,7 @@ pub fn run(
         }
         return Ok(());
     }
+    check_numbers(args)?;
     let base = args.base.as_deref().context("--base is required (hint: a BERT-family encoder folder, e.g. from ../shared/scripts/fetch-base-model.sh)")?;
     let out = args.out.clone().context("--out is required (the folder the fine-tuned model is written to)")?;
     // `DATASET:PATH#SPLIT` trains on another split (e-SNLI has no train

@@ -276,6 +276,7 @@ pub fn finetune(
     save_best: &mut dyn FnMut(&Trainable) -> anyhow::Result<()>,
 ) -> anyhow::Result<FinetuneReport> {
     anyhow::ensure!(!train.is_empty(), "no training examples");
+    anyhow::ensure!(cfg.batch_size >= 1 && cfg.epochs >= 1, "batch size and epochs must be at least 1");
     let n_labels = t.labels.len();
     if let Some(bad) = train.iter().find(|e| e.label >= n_labels) {
         anyhow::bail!("training label {} is out of range for {} labels", bad.label, n_labels);
