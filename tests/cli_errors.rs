@@ -109,3 +109,16 @@ fn finetune_and_eval_numbers_are_checked_before_loading() {
     }
     assert_clean_error(&["eval", "--model", &m, "--data", "sst:/nonexistent", "--limit", "0"], "--limit 0 evaluates nothing");
 }
+
+#[test]
+fn train_and_distill_numbers_are_checked_before_extracting_anything() {
+    let m = fixture("tiny-bert");
+    assert_clean_error(&["train", "--model", &m, "--data", "sst:/nonexistent", "--out", "/nonexistent/x.safetensors", "--epochs", "0"], "--epochs must be at least 1");
+    assert_clean_error(&["train", "--model", &m, "--data", "sst:/nonexistent", "--out", "/nonexistent/x.safetensors", "--lr=-0.1"], "--lr must be a positive number");
+    let d = ["distill", "--model", m.as_str(), "--teacher", "occlusion", "--input", "/nonexistent.txt", "--out", "/nonexistent/d.safetensors"];
+    for (extra, needle) in [(["--val-fraction", "1"], "--val-fraction must be between 0 and 1"), (["--limit", "0"], "--limit 0 distils on nothing"), (["--epochs", "0"], "--epochs must be at least 1")] {
+        let mut args = d.to_vec();
+        args.extend(extra);
+        assert_clean_error(&args, needle);
+    }
+}

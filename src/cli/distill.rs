@@ -121,6 +121,13 @@ pub struct DistillArgs {
 }
 
 pub fn run(args: &DistillArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
+    super::check_training(args.epochs, 40, args.lr, "1e-3")?;
+    anyhow::ensure!(
+        args.val_fraction > 0.0 && args.val_fraction < 1.0,
+        "--val-fraction must be between 0 and 1, got {} (hint: --val-fraction 0.1, the default)",
+        args.val_fraction
+    );
+    anyhow::ensure!(args.limit != Some(0), "--limit 0 distils on nothing (hint: --limit 2000, or leave it out)");
     let loss = match args.loss.as_str() {
         "mse" => DistillLoss::Mse,
         "rank" => DistillLoss::Rank,

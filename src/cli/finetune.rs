@@ -65,10 +65,9 @@ fn load_split(spec: &str, split: Split) -> anyhow::Result<(Vec<String>, Vec<Labe
 
 /// Training settings that cannot work, refused before anything loads.
 fn check_numbers(args: &FinetuneArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1 (hint: --epochs 3, the default)");
+    super::check_training(args.epochs, 3, args.lr, "5e-5")?;
     anyhow::ensure!(args.batch_size >= 1, "--batch-size must be at least 1 (hint: --batch-size 32, the default)");
     anyhow::ensure!(args.max_len >= 3, "--max-len {} leaves no room for a word between the special tokens (hint: --max-len 66, the default)", args.max_len);
-    anyhow::ensure!(args.lr.is_finite() && args.lr > 0.0, "--lr must be a positive number, got {} (hint: --lr 5e-5, the default)", args.lr);
     anyhow::ensure!(args.limit != Some(0), "--limit 0 trains on nothing (hint: --limit 640 for a quick run, or leave it out)");
     Ok(())
 }

@@ -53,3 +53,11 @@ pub enum Command {
     /// Evaluate methods against human rationales (plausibility, faithfulness, speed).
     Eval(eval::EvalArgs),
 }
+
+/// `--epochs` and `--lr` of the training commands (finetune, train, distill),
+/// refused before anything loads or is extracted when they cannot work.
+pub(crate) fn check_training(epochs: usize, default_epochs: usize, lr: f64, default_lr: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(epochs >= 1, "--epochs must be at least 1 (hint: --epochs {default_epochs}, the default)");
+    anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number, got {lr} (hint: --lr {default_lr}, the default)");
+    Ok(())
+}

@@ -216,6 +216,7 @@ pub(crate) fn encode_example(model: &Model, ex: &data::Example) -> anyhow::Resul
 }
 
 pub fn run(args: &TrainArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
+    super::check_training(args.epochs, 30, args.lr, "1e-3")?;
     let model = load_model(args.model.as_deref())?;
     let mut spec = feature_spec(model.num_layers(), model.num_heads(), &args.pooling, &args.normalization)?;
     if args.depth_bins > 0 {
