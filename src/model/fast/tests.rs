@@ -22,15 +22,34 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     values(a).iter().zip(values(b)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// Word embeddings, type and position ids and the mask (when padded) of a
+/// batch of texts: what an [`EncoderInput`] borrows.
+struct BatchTensors {
+    embeds: Tensor,
+    types: Tensor,
+    pos: Tensor,
+    mask: Option<Tensor>,
+}
+
+impl BatchTensors {
+    fn of(model: &Model, texts: &[&str]) -> Self {
+        let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+        let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
+        let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
+        let (ids, types, pos, mask) = model.batch_input(&ids, &types).unwrap();
+        Self { embeds: model.encoder.embed_words(&ids).unwrap(), types, pos, mask }
+    }
+
+    fn input(&self) -> EncoderInput<'_> {
+        EncoderInput { word_embeds: &self.embeds, position_ids: &self.pos, type_ids: &self.types, attention_mask: self.mask.as_ref() }
+    }
+}
+
 /// (fast, graph) outputs for a batch of texts (padded when lengths differ).
 fn both(model: &Model, texts: &[&str]) -> (EncoderOutput, EncoderOutput, Option<Tensor>) {
-    let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
-    let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
-    let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
-    let (ids, types, pos, mask) = model.batch_input(&ids, &types).unwrap();
-    assert_eq!(mask.is_some(), texts.len() > 1, "the batch should be padded");
-    let embeds = model.encoder.embed_words(&ids).unwrap();
-    let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+    let b = BatchTensors::of(model, texts);
+    assert_eq!(b.mask.is_some(), texts.len() > 1, "the batch should be padded");
+    let input = b.input();
     assert!(super::eligible(&model.encoder, &input), "fast path not eligible");
     let fast = super::forward(&model.encoder, &input, true).unwrap().expect("fast path ran");
     let graph = model.encoder.forward_graph(&input, RunMode::INFERENCE).unwrap();
@@ -71,13 +90,8 @@ fn check(name: &str) {
 /// the last, the same logits, and NaN where it skipped work.
 fn check_first_query(name: &str) {
     let model = load(name);
-    let texts = ["the film was wonderful", "dull", "an unbelievably dull and overlong film, sadly"];
-    let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
-    let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
-    let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
-    let (ids, types, pos, mask) = model.batch_input(&ids, &types).unwrap();
-    let embeds = model.encoder.embed_words(&ids).unwrap();
-    let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+    let b = BatchTensors::of(&model, &["the film was wonderful", "dull", "an unbelievably dull and overlong film, sadly"]);
+    let input = b.input();
     let full = super::forward(&model.encoder, &input, true).unwrap().unwrap();
     let first = model.encoder.forward_first_query(&input).unwrap();
     let layers = full.attentions.len();
@@ -231,12 +245,8 @@ fn check_gradients(name: &str) {
     let batch: &[&str] = &["the film was wonderful", "dull", "an unbelievably dull and overlong film, sadly"];
     for texts in [single, batch] {
         let what = format!("{name} ({} texts)", texts.len());
-        let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
-        let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
-        let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
-        let (ids, types, pos, mask) = model.batch_input(&ids, &types).unwrap();
-        let embeds = model.encoder.embed_words(&ids).unwrap();
-        let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+        let b = BatchTensors::of(&model, texts);
+        let input = b.input();
         let targets: Vec<usize> = (0..texts.len()).map(|i| (i + 1) % model.labels().len()).collect();
         let fast = model.encoder.gradients_fast(&input, &targets, true).unwrap().expect("fast backward ran");
         let (chosen, g_emb, attentions, attn_grads) = model.gradients_graph(&input, &targets).unwrap();
@@ -288,14 +298,10 @@ fn real_size_fast_backward_matches_autograd() {
     let model = Model::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/minilm-sst2")).unwrap();
     let long = "an unbelievably dull , overlong and self-satisfied film whose few good moments , a fine score and two \
                 committed performances , cannot rescue a script that never decides what it wants to say";
-    let texts = [long, "a quietly wonderful film"];
-    let encs: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
-    assert!(encs[0].len() >= 36, "the long text should have ~40 pieces, has {}", encs[0].len());
-    let ids: Vec<&[u32]> = encs.iter().map(|e| e.ids.as_slice()).collect();
-    let types: Vec<&[u32]> = encs.iter().map(|e| e.type_ids.as_slice()).collect();
-    let (ids, types, pos, mask) = model.batch_input(&ids, &types).unwrap();
-    let embeds = model.encoder.embed_words(&ids).unwrap();
-    let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
+    let pieces = model.encode(long).unwrap().len();
+    assert!(pieces >= 36, "the long text should have ~40 pieces, has {pieces}");
+    let b = BatchTensors::of(&model, &[long, "a quietly wonderful film"]);
+    let input = b.input();
     let targets = [0, 1];
     let (chosen, g_emb, _, attn_grads) = model.gradients_graph(&input, &targets).unwrap();
     for with_attention in [true, false] {
