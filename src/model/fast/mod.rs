@@ -177,7 +177,8 @@ pub(super) fn forward_first_query(enc: &Encoder, input: &EncoderInput) -> candle
 }
 
 /// [`forward`], recording on `tape` what the backward pass needs when given;
-/// `first_only` = the last layer for the first token only (not with `keep`).
+/// `first_only` = the last layer for the first token only (with `keep`, its
+/// other rows come back NaN: [`forward_first_query`]).
 fn run(
     enc: &Encoder,
     input: &EncoderInput,
