@@ -8,7 +8,7 @@
 //! residual is already inside), and the score is the [CLS] row of the product:
 //! non-negative, summing to one.
 
-use super::decomposition::{aggregate, alti_contributions};
+use super::decomposition::{aggregate_first_row, alti_contributions};
 use super::{Attribution, ExplainInput, Explanation, Family, Progress};
 
 /// ALTI, [CLS] row of the aggregated contributions.
@@ -31,7 +31,7 @@ impl Attribution for Alti {
     fn explain(&self, input: &ExplainInput, _progress: &Progress) -> anyhow::Result<Explanation> {
         let n = input.forward.attentions.len;
         let layers = alti_contributions(input.model, input.forward)?;
-        let r = aggregate(&layers, n);
-        Ok(Explanation { scores: r[..n].iter().map(|&v| v as f32).collect(), forward_passes: 0, notes: vec![] })
+        let r = aggregate_first_row(&layers, n);
+        Ok(Explanation { scores: r.iter().map(|&v| v as f32).collect(), forward_passes: 0, notes: vec![] })
     }
 }

@@ -8,7 +8,7 @@
 //! (see [`super::decomposition::globenc_layer`]); layers are multiplied as in
 //! rollout (`G_L · … · G_1`, no extra identity) and the score is the [CLS] row.
 
-use super::decomposition::{aggregate, globenc_contributions};
+use super::decomposition::{aggregate_first_row, globenc_contributions};
 use super::{Attribution, ExplainInput, Explanation, Family, Progress};
 
 /// GlobEnc, [CLS] row of the aggregated attributions.
@@ -31,7 +31,7 @@ impl Attribution for GlobEnc {
     fn explain(&self, input: &ExplainInput, _progress: &Progress) -> anyhow::Result<Explanation> {
         let n = input.forward.attentions.len;
         let layers = globenc_contributions(input.model, input.forward)?;
-        let r = aggregate(&layers, n);
-        Ok(Explanation { scores: r[..n].iter().map(|&v| v as f32).collect(), forward_passes: 0, notes: vec![] })
+        let r = aggregate_first_row(&layers, n);
+        Ok(Explanation { scores: r.iter().map(|&v| v as f32).collect(), forward_passes: 0, notes: vec![] })
     }
 }
