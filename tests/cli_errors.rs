@@ -90,6 +90,11 @@ fn bench_lengths_and_repeats_are_checked() {
     assert_clean_error(&["bench", "--model", &m, "--methods", "attention", "--lengths", "0"], "0 tokens is outside");
     assert_clean_error(&["bench", "--model", &m, "--methods", "attention", "--lengths", "8,100000"], "100000 tokens is outside");
     assert_clean_error(&["bench", "--model", &m, "--methods", "attention", "--lengths", "8", "--repeats", "0"], "--repeats must be at least 1");
+    assert_clean_error(&["bench", "--model", &m, "--peer", "/nonexistent/peer.json"], "cannot read --peer /nonexistent/peer.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("peer.json");
+    std::fs::write(&bad, "not json").unwrap();
+    assert_clean_error(&["bench", "--model", &m, "--peer", bad.to_str().unwrap()], "is not the JSON the Python peer writes");
 }
 
 #[test]

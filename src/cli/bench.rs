@@ -224,20 +224,24 @@ fn check_lengths(lengths: &[usize], model: &Model) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--peer FILE`: the JSON `scripts/bench_python.py --json FILE` wrote.
+fn read_peer(path: &str) -> anyhow::Result<serde_json::Value> {
+    const HINT: &str = "hint: write it with `scripts/bench_python.py MODEL_DIR --json FILE` on the same machine";
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read --peer {path}: {e} ({HINT})"))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--peer {path} is not the JSON the Python peer writes: {e} ({HINT})"))
+}
+
 pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Result<Model>) -> anyhow::Result<()> {
     let selection = super::methods::parse(&args.methods)?;
     let lengths = parse_lengths(&args.lengths)?;
     anyhow::ensure!(args.repeats >= 1, "--repeats must be at least 1 (hint: --repeats 5, the default)");
+    let peer = args.peer.as_deref().map(read_peer).transpose()?;
     let model = load_model(args.model.as_deref())?;
     check_lengths(&lengths, &model)?;
     let mut methods = super::methods::build_for_command(&selection, &model, args.expnet.as_deref())?;
     if let Some(n) = args.samples {
         super::methods::set_samples(&mut methods, n)?;
     }
-    let peer: Option<serde_json::Value> = match &args.peer {
-        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p)?)?),
-        None => None,
-    };
     let kernels = parse_kernels(&args.kernels)?;
     let kernels = kernels.as_slice();
     kernels[0].select();
