@@ -205,13 +205,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// `--lengths`: whole numbers, checked before any model loads.
 fn parse_lengths(s: &str) -> anyhow::Result<Vec<usize>> {
-    let lengths: Vec<usize> = s
-        .split(',')
-        .map(|p| {
-            p.trim().parse().map_err(|_| anyhow::anyhow!("--lengths \"{s}\": \"{}\" is not a token count (hint: --lengths 8,32,128)", p.trim()))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(lengths)
+    s.split(',')
+        .map(|p| p.trim().parse().map_err(|_| anyhow::anyhow!("--lengths \"{s}\": \"{}\" is not a token count (hint: --lengths 8,32,128)", p.trim())))
+        .collect()
 }
 
 /// Every length must be one `text_of_length` can build for `model`: at least

@@ -384,17 +384,7 @@ pub fn aggregate(layers: &[Vec<f64>], n: usize) -> Vec<f64> {
 /// `O(L·n³)`; equal up to f64 rounding.
 pub fn aggregate_first_row(layers: &[Vec<f64>], n: usize) -> Vec<f64> {
     let Some((top, below)) = layers.split_last() else { return super::rollout::identity(n)[..n].to_vec() };
-    let mut r = top[..n].to_vec();
-    for c in below.iter().rev() {
-        let mut next = vec![0f64; n];
-        for (k, &rk) in r.iter().enumerate() {
-            if rk != 0.0 {
-                next.iter_mut().zip(&c[k * n..(k + 1) * n]).for_each(|(o, v)| *o += rk * v);
-            }
-        }
-        r = next;
-    }
-    r
+    below.iter().rev().fold(top[..n].to_vec(), |r, c| super::rollout::row_times(&r, c, n))
 }
 
 #[cfg(test)]

@@ -25,20 +25,20 @@ pub fn rollout_first_row(a: &Attentions) -> Vec<f64> {
     if a.layers == 0 {
         return identity(n)[..n].to_vec();
     }
-    let mut r = mixed_row(&a.mean_heads(a.layers - 1)[..n], 0);
-    for l in (0..a.layers - 1).rev() {
-        let m = a.mean_heads(l);
-        let mut next = vec![0f64; n];
-        for (k, &rk) in r.iter().enumerate() {
-            if rk == 0.0 {
-                continue;
-            }
-            let row = mixed_row(&m[k * n..(k + 1) * n], k);
-            next.iter_mut().zip(&row).for_each(|(o, v)| *o += rk * v);
+    let top = mixed_row(&a.mean_heads(a.layers - 1)[..n], 0);
+    (0..a.layers - 1).rev().fold(top, |r, l| row_times(&r, &mixed(a, l, n), n))
+}
+
+/// `rᵀ·m` for a row vector `r` (`n`) and a row-major `n × n` matrix: one
+/// step of a rollout's [CLS] row taken from the top down.
+pub(crate) fn row_times(r: &[f64], m: &[f64], n: usize) -> Vec<f64> {
+    let mut out = vec![0f64; n];
+    for (k, &rk) in r.iter().enumerate() {
+        if rk != 0.0 {
+            out.iter_mut().zip(&m[k * n..(k + 1) * n]).for_each(|(o, v)| *o += rk * v);
         }
-        r = next;
     }
-    r
+    out
 }
 
 /// `Â_l = 0.5·mean_h A_l + 0.5·I`, rows renormalised.

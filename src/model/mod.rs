@@ -141,14 +141,8 @@ impl Model {
             .find_map(|t| tokenizer.token_id(t))
             .unwrap_or(cfg.pad_token_id);
         let fingerprint = fingerprint(&cfg, weights)?;
-        let placed;
-        let weights = if weights.all_on(device) {
-            weights
-        } else {
-            placed = weights.to_device(device).with_context(|| format!("cannot copy the weights of {name} to {}", device::label(device)))?;
-            &placed
-        };
-        let encoder = Encoder::new(cfg, weights).with_context(|| format!("cannot build the encoder of {name}"))?;
+        let weights = weights.to_device(device).with_context(|| format!("cannot copy the weights of {name} to {}", device::label(device)))?;
+        let encoder = Encoder::new(cfg, &weights).with_context(|| format!("cannot build the encoder of {name}"))?;
         Ok(Self { encoder, tokenizer, name: name.to_owned(), device: device.clone(), mask_id, fingerprint })
     }
 

@@ -45,11 +45,6 @@ impl Weights {
         Self::from_map(map, family_prefix, origin)
     }
 
-    /// Whether every tensor is on `device` already.
-    pub fn all_on(&self, device: &Device) -> bool {
-        self.map.values().all(|t| t.device().same_device(device))
-    }
-
     /// The same tensors on `device` (those already there are shared, not copied).
     pub fn to_device(&self, device: &Device) -> anyhow::Result<Self> {
         let map = self
