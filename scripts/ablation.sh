@@ -7,7 +7,7 @@
 set -euo pipefail
 D=${1:-../shared/data}
 B=${2:-"cargo run --quiet --release --"}
-O=target/ablation
+O=${OUT:-target/ablation}
 mkdir -p $O
 variants=("none" "cls_to_token" "token_to_cls" "received" "self_attn" "relative_position,special_flag" \
   "L0" "L1" "L2" "L3" "L4" "L5" "L0,L1,L2" "L3,L4,L5")

@@ -74,6 +74,44 @@ fn mixed_source_training_reads_each_source_through_its_own_model() {
 }
 
 #[test]
+fn a_model_replaced_in_the_same_folder_is_not_read_through_the_old_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("rationales");
+    common::tiny_rationale_set(&data, 12);
+    let source = format!("hatexplain:{}#dev", data.display());
+    let cache = dir.path().join("cache");
+    // One folder, first holding tiny-bert, then the same model rounded to f16
+    // (same name and shape, other weights): the second read must not come
+    // from the first one's cache.
+    let folder = dir.path().join("classifier");
+    let copy = |from: &str| {
+        std::fs::create_dir_all(&folder).unwrap();
+        for f in std::fs::read_dir(fixture(from)).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, folder.join(f.file_name().unwrap())).unwrap();
+        }
+        Model::load(folder.to_str().unwrap()).unwrap()
+    };
+    let first = copy("tiny-bert");
+    // Raw rows (unnormalised attention), which any change of weight shows in.
+    let spec = FeatureSpec::new(first.num_layers(), first.num_heads());
+    let before = expnet::cli::train::features_for(&first, &source, &spec, &cache).unwrap();
+    let second = copy("tiny-bert-f16");
+    assert_eq!(first.name, second.name);
+    assert_ne!(first.fingerprint(), second.fingerprint());
+    let after = expnet::cli::train::features_for(&second, &source, &spec, &cache).unwrap();
+    let fresh = expnet::cli::train::features_for(&second, &source, &spec, &dir.path().join("empty")).unwrap();
+    assert_eq!(after.examples.len(), fresh.examples.len());
+    for (a, f) in after.examples.iter().zip(&fresh.examples) {
+        assert_eq!(a.features, f.features, "{}: cached rows differ from the model's own", a.id);
+    }
+    assert!(
+        before.examples.iter().zip(&after.examples).any(|(b, a)| b.features != a.features),
+        "f16 rounding changed no feature: the test cannot tell the caches apart"
+    );
+}
+
+#[test]
 fn a_source_model_of_another_shape_needs_shape_free_features() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("rationales");

@@ -179,7 +179,9 @@ pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
 fn raw_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
     let (data_spec, split) = parse_spec(spec_str)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (model.name.as_str(), &data_spec, split.to_string(), serde_json::to_string(spec)?).hash(&mut h);
+    // The fingerprint, not only the name: a classifier retrained into the same
+    // folder must not be read through its predecessor's cached attentions.
+    (model.name.as_str(), model.fingerprint(), &data_spec, split.to_string(), serde_json::to_string(spec)?).hash(&mut h);
     let file = cache.join(format!("features-{:016x}.safetensors", h.finish()));
     if file.is_file()
         && let Ok(set) = TrainingSet::load(&file)
