@@ -24,7 +24,8 @@
 #   python     the PyTorch research rows (occlusion variants, encoder students);
 #              needs the pyref venv of the developers' guide (PY=python)
 #
-# EXPNET_BIN=path uses that binary (default: target/release/expnet, built when missing).
+# EXPNET_BIN=path uses that binary; by default target/release/expnet is (re)built first,
+# so the tables never come from a binary that embeds the previous assets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${1:?usage: scripts/rerun_results.sh ROOT PART... (see the header)}
@@ -34,12 +35,14 @@ ROOT=$(realpath "$ROOT")
 D=${DATA:-../shared/data}
 M=${MODELS:-$HOME/.cache/expnet-models}
 PY=${PY:-$HOME/.cache/pyref/bin/python}
-[ -n "${EXPNET_BIN:-}" ] || { [ -x target/release/expnet ] || cargo build --release --locked; }
+[ -n "${EXPNET_BIN:-}" ] || cargo build --release --locked
 export EXPNET_BIN=${EXPNET_BIN:-$PWD/target/release/expnet}
 E=$EXPNET_BIN
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
 T=$ROOT/transfer
 step() { echo "== $1 ($(date -u +%H:%M:%S))"; }
+# One feature cache for every transfer folder: each task's rows are extracted once.
+shared_cache() { for d in "$@"; do mkdir -p "$T/$d" "$T/cache"; ln -sfn "$T/cache" "$T/$d/cache"; done; }
 
 for part in "$@"; do
   case $part in
@@ -55,8 +58,7 @@ for part in "$@"; do
       step "results.sh, HateXplain part"
       PART=hx OUT=$ROOT/results scripts/results.sh "$D" "$M/minilm-hatexplain" "$E" ;;
     transfer)
-      # One feature cache for every transfer folder: each task's features are extracted once.
-      for d in transfer transfer-decomp transfer-decomp-3; do mkdir -p "$T/$d" "$T/cache"; ln -sfn "$T/cache" "$T/$d/cache"; done
+      shared_cache transfer transfer-decomp transfer-decomp-3
       step transfer.sh
       scripts/transfer.sh "$T/transfer"
       step "decomposition, two tasks"
@@ -65,7 +67,7 @@ for part in "$@"; do
       TASKS="sst hx nli" scripts/transfer_decomp.sh "$T/transfer-decomp-3" attcls dcls donly dnopos donlynopos \
         dsmall aonly aonlysmall gcls aprior dprior gprior ;;
     transfer4)
-      for d in transfer-decomp-4 transfer-grad-3 transfer-grad-4; do mkdir -p "$T/$d" "$T/cache"; ln -sfn "$T/cache" "$T/$d/cache"; done
+      shared_cache transfer-decomp-4 transfer-grad-3 transfer-grad-4
       step "the shipped transfer ExpNet"
       scripts/models.sh transfer-expnet
       step "four tasks"

@@ -176,13 +176,21 @@ pub fn features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &P
     Ok(derived)
 }
 
-fn raw_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
+/// The file under `cache` that holds `prefix` rows of `spec_str` read through
+/// `model` (attention features, decomposition groups, gradient signals), one
+/// key for all three: the model's fingerprint as well as its name, so a
+/// classifier retrained into the same folder is never read through its
+/// predecessor's cached rows; `tag` tells apart what else differs.
+pub(crate) fn cache_file(cache: &Path, prefix: &str, model: &Model, spec_str: &str, tag: &str) -> anyhow::Result<std::path::PathBuf> {
     let (data_spec, split) = parse_spec(spec_str)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    // The fingerprint, not only the name: a classifier retrained into the same
-    // folder must not be read through its predecessor's cached attentions.
-    (model.name.as_str(), model.fingerprint(), &data_spec, split.to_string(), serde_json::to_string(spec)?).hash(&mut h);
-    let file = cache.join(format!("features-{:016x}.safetensors", h.finish()));
+    (model.name.as_str(), model.fingerprint(), data_spec.as_str(), split.to_string(), tag).hash(&mut h);
+    Ok(cache.join(format!("{prefix}-{:016x}.safetensors", h.finish())))
+}
+
+fn raw_features_for(model: &Model, spec_str: &str, spec: &FeatureSpec, cache: &Path) -> anyhow::Result<TrainingSet> {
+    let (data_spec, split) = parse_spec(spec_str)?;
+    let file = cache_file(cache, "features", model, spec_str, &serde_json::to_string(spec)?)?;
     if file.is_file()
         && let Ok(set) = TrainingSet::load(&file)
     {

@@ -2,7 +2,6 @@
 //! ALTI, GlobEnc) of every training example, cached per group so that other
 //! variants and reruns never decompose the same texts again.
 
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -15,10 +14,7 @@ use crate::expnet::decomp_features::{self, Group};
 use crate::model::Model;
 
 fn cache_file(model: &Model, spec_str: &str, group: Group, cache: &Path) -> anyhow::Result<PathBuf> {
-    let (data_spec, split) = parse_spec(spec_str)?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (model.name.as_str(), model.fingerprint(), &data_spec, split.to_string(), group.name()).hash(&mut h);
-    Ok(cache.join(format!("decomp-{}-{:016x}.safetensors", group.name(), h.finish())))
+    super::train::cache_file(cache, &format!("decomp-{}", group.name()), model, spec_str, group.name())
 }
 
 /// The examples of `spec_str` with a rationale, which must be `ids` in

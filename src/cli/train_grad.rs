@@ -5,13 +5,12 @@
 //! (model, data, split) so that reruns and other variants never run the
 //! backward pass again.
 
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::train::{encode_example, parse_spec};
+use super::train::encode_example;
 use crate::expnet::FeatureSpec;
 use crate::expnet::grad_features::{self, CachedExample};
 use crate::model::Model;
@@ -20,10 +19,7 @@ use crate::model::Model;
 const BATCH: usize = 8;
 
 fn cache_file(model: &Model, spec_str: &str, cache: &Path) -> anyhow::Result<PathBuf> {
-    let (data_spec, split) = parse_spec(spec_str)?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (model.name.as_str(), model.fingerprint(), &data_spec, split.to_string(), "gradient").hash(&mut h);
-    Ok(cache.join(format!("grad-{:016x}.safetensors", h.finish())))
+    super::train::cache_file(cache, "grad", model, spec_str, "gradient")
 }
 
 /// Raw gradient rows ([`grad_features::raw_rows`]) of the examples `ids`
