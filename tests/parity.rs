@@ -247,6 +247,22 @@ fn padded_batches_match_single_runs_for_every_family() {
     }
 }
 
+/// A cancellable run (the TUI) cuts IG's points into smaller batches than an
+/// uncancellable one (CLI, eval): the scores must not depend on the cut.
+#[test]
+fn ig_scores_do_not_depend_on_the_batch_cut() {
+    let model = Model::load_dir(&fixture("tiny-bert")).unwrap();
+    let enc = model.encode("an unbelievably dull film that never finds its feet").unwrap();
+    let out = model.forward(&enc).unwrap();
+    let input = ExplainInput::new(&model, &enc, &out, out.prediction.as_ref().unwrap().index);
+    let ig = IntegratedGradients::default();
+    assert!(ig.points_per_batch(enc.len(), true) < ig.points_per_batch(enc.len(), false), "the two runs must batch differently");
+    let cut = ig.explain(&input, &Progress::new(expnet::explain::CancelToken::new(), None)).unwrap().scores;
+    let whole = ig.explain(&input, &Progress::none()).unwrap().scores;
+    let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(max_abs_diff(&cut, &whole) <= 1e-5 * scale.max(1e-6), "{cut:?} vs {whole:?}");
+}
+
 /// IG completeness gap shrinks as the number of steps grows.
 #[test]
 fn ig_completeness_gap_shrinks_with_steps() {

@@ -42,11 +42,28 @@ pub struct BenchArgs {
     pub kernels: String,
 }
 
+/// The CPU's name from `/proc/cpuinfo`, with its family and model numbers:
+/// virtual machines often show only a brand ("AMD EPYC"), and the numbers
+/// tell the generations apart (family 25 model 1 is a Zen 3, model 17 a Zen 4).
+fn cpu_name(cpuinfo: &str) -> Option<String> {
+    let field = |key: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+    };
+    let name = field("model name")?;
+    Some(match (field("cpu family"), field("model")) {
+        (Some(f), Some(m)) => format!("{name}, family {f} model {m}"),
+        _ => name,
+    })
+}
+
 /// The CPU and its vector extensions, for the header of every table.
 pub fn machine_line() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .and_then(|c| cpu_name(&c))
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
     #[allow(unused_mut)]
     let mut ext: Vec<&str> = Vec::new();
@@ -321,4 +338,17 @@ pub fn run(args: &BenchArgs, load_model: impl FnOnce(Option<&str>) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_name;
+
+    #[test]
+    fn cpu_name_carries_family_and_model() {
+        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2\n";
+        assert_eq!(cpu_name(info).as_deref(), Some("AMD EPYC, family 25 model 17"));
+        assert_eq!(cpu_name("model name\t: Some CPU\n").as_deref(), Some("Some CPU"));
+        assert_eq!(cpu_name("processor\t: 0\n"), None);
+    }
 }

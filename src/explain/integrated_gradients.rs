@@ -14,27 +14,48 @@ pub enum Quadrature {
     Trapezoid,
 }
 
+/// Tokens per forward+backward batch (points × input length) when the run
+/// can be cancelled: one batch is the unit of cancellation. On two cores 256
+/// tokens take about 50–110 ms (cancel latencies 20–56 ms measured, session
+/// 12), and twice the old 128 made IG 1.2–1.35× faster at 8–128 tokens.
+pub const IG_BATCH_TOKENS: usize = 256;
+
+/// The same cap for runs nobody can cancel ([`Progress::none`]: the CLI,
+/// `eval`, `bench`): larger batches amortise `gemm`'s packing of every weight
+/// (14% of IG's samples at 32 tokens with 128-token batches). 800 measured
+/// best of 400/800/1,600 (docs/PERFORMANCE.md, session 12).
+pub const IG_BATCH_TOKENS_UNCANCELLABLE: usize = 800;
+
 #[derive(Clone, Debug)]
 pub struct IntegratedGradients {
     pub steps: usize,
     pub quadrature: Quadrature,
     /// Most interpolation points per encoder batch.
     pub batch: usize,
-    /// Most tokens per batch (points × input length): one forward+backward
-    /// is the unit of cancellation, so long inputs get smaller batches.
+    /// Most tokens per batch (points × input length) when the run can be
+    /// cancelled, so long inputs get smaller batches.
     pub batch_tokens: usize,
+    /// The same when it cannot ([`Progress::is_cancellable`] false).
+    pub batch_tokens_uncancellable: usize,
 }
 
 impl Default for IntegratedGradients {
     fn default() -> Self {
-        Self { steps: 50, quadrature: Quadrature::GaussLegendre, batch: 10, batch_tokens: 128 }
+        Self {
+            steps: 50,
+            quadrature: Quadrature::GaussLegendre,
+            batch: 50,
+            batch_tokens: IG_BATCH_TOKENS,
+            batch_tokens_uncancellable: IG_BATCH_TOKENS_UNCANCELLABLE,
+        }
     }
 }
 
 impl IntegratedGradients {
     /// Interpolation points per batch for an input of `len` tokens.
-    pub fn points_per_batch(&self, len: usize) -> usize {
-        self.batch.max(1).min((self.batch_tokens / len.max(1)).max(1))
+    pub fn points_per_batch(&self, len: usize, cancellable: bool) -> usize {
+        let tokens = if cancellable { self.batch_tokens } else { self.batch_tokens_uncancellable };
+        self.batch.max(1).min((tokens / len.max(1)).max(1))
     }
 }
 
@@ -111,7 +132,7 @@ impl Attribution for IntegratedGradients {
         let (alphas, weights) = quadrature(self.quadrature, self.steps);
         let mut avg_grad = vec![0f64; x.len()];
         let mut passes = 0;
-        let batch = self.points_per_batch(enc.len());
+        let batch = self.points_per_batch(enc.len(), progress.is_cancellable());
         for (chunk_idx, chunk) in alphas.chunks(batch).enumerate() {
             progress.checkpoint((chunk_idx * batch) as f32 / alphas.len() as f32)?;
             let points: Vec<Vec<f32>> = chunk
@@ -154,11 +175,15 @@ mod tests {
     #[test]
     fn long_inputs_get_smaller_batches() {
         let ig = IntegratedGradients::default();
-        assert_eq!(ig.points_per_batch(8), 10);
-        assert_eq!(ig.points_per_batch(32), 4);
-        assert_eq!(ig.points_per_batch(128), 1);
-        assert_eq!(ig.points_per_batch(512), 1);
-        assert_eq!(IntegratedGradients { batch: 0, ..ig }.points_per_batch(8), 1);
+        assert_eq!(ig.points_per_batch(8, true), 32);
+        assert_eq!(ig.points_per_batch(32, true), 8);
+        assert_eq!(ig.points_per_batch(128, true), 2);
+        assert_eq!(ig.points_per_batch(512, true), 1);
+        // Nobody waits on a cancel: all 50 points of a short input at once.
+        assert_eq!(ig.points_per_batch(8, false), 50);
+        assert_eq!(ig.points_per_batch(32, false), 25);
+        assert_eq!(ig.points_per_batch(128, false), 6);
+        assert_eq!(IntegratedGradients { batch: 0, ..ig }.points_per_batch(8, true), 1);
     }
 
     #[test]
