@@ -20,9 +20,10 @@ pub enum Quadrature {
 /// 12), and twice the old 128 made IG 1.2–1.35× faster at 8–128 tokens.
 pub const IG_BATCH_TOKENS: usize = 256;
 
-/// The same cap for runs nobody can cancel ([`Progress::none`]: the CLI,
-/// `eval`, `bench`): larger batches amortise `gemm`'s packing of every weight
-/// (14% of IG's samples at 32 tokens with 128-token batches). 800 measured
+/// The same cap for runs nobody can cancel ([`Progress::none`]: `explain`,
+/// `eval`, `bench`, `distill`'s teacher): larger batches amortise `gemm`'s
+/// packing of every weight (15% of IG's samples at 32 tokens with 128-token
+/// batches). 800 measured
 /// best of 400/800/1,600 (docs/PERFORMANCE.md, session 12).
 pub const IG_BATCH_TOKENS_UNCANCELLABLE: usize = 800;
 
