@@ -11,7 +11,6 @@
 use super::rows;
 use crate::model::config::Activation;
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 /// Multiply-adds ×2 below which a matmul runs on one thread.
 pub(super) const PAR_FLOPS: usize = 1 << 20;
@@ -62,10 +61,11 @@ impl Out {
     }
 }
 
-/// Runs `f(0..count)` on the rayon pool when `parallel`, else in order.
+/// Runs `f(0..count)` on the pass's team or the rayon pool when `parallel`
+/// ([`super::team`]), else in order.
 pub(super) fn tasks(count: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
     if parallel && count > 1 {
-        (0..count).into_par_iter().for_each(f);
+        super::team::run_parallel(count, &f);
     } else {
         (0..count).for_each(f);
     }

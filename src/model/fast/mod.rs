@@ -23,6 +23,7 @@ mod first_query;
 mod linear;
 mod row_back;
 mod rows;
+mod team;
 mod train;
 
 pub(super) use backward::{FastGradients, gradients};
@@ -180,6 +181,17 @@ pub(super) fn forward_first_query(enc: &Encoder, input: &EncoderInput) -> candle
 /// `first_only` = the last layer for the first token only (with `keep`, its
 /// other rows come back NaN: [`forward_first_query`]).
 fn run(
+    enc: &Encoder,
+    input: &EncoderInput,
+    keep: bool,
+    tape: Option<&mut backward::Tape>,
+    first_only: bool,
+) -> candle_core::Result<Option<EncoderOutput>> {
+    team::with_team(|| run_on(enc, input, keep, tape, first_only))
+}
+
+/// [`run`] on the calling thread's team (if any).
+fn run_on(
     enc: &Encoder,
     input: &EncoderInput,
     keep: bool,
