@@ -48,9 +48,6 @@ struct Team {
     pending: AtomicUsize,
     stop: AtomicBool,
     panicked: AtomicBool,
-    /// The thread running the pass: inside the pool it may pop its own
-    /// partner job while it waits in a `join`, and must not spin there.
-    caller: std::thread::ThreadId,
 }
 
 thread_local! {
@@ -92,7 +89,6 @@ pub(super) fn with_team<T>(f: impl FnOnce() -> T) -> T {
         pending: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         panicked: AtomicBool::new(false),
-        caller: std::thread::current().id(),
     });
     for _ in 1..threads {
         team.ask_for_partner();
@@ -193,7 +189,10 @@ impl Team {
     /// A partner's loop: waits for a section and helps with it, until the
     /// pass ends or no section came for [`IDLE_LEAVE`].
     fn partner(&self) {
-        if std::thread::current().id() == self.caller {
+        // A pool thread running a pass of its own (this one's or another's)
+        // can pop a partner job while it waits in a `join`: spinning there
+        // would stall that pass, so it declines.
+        if !CURRENT.with(Cell::get).is_null() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
             return;
         }
@@ -341,6 +340,31 @@ mod tests {
             let (c, total) = rx.recv_timeout(Duration::from_secs(120)).expect("a pass never finished: deadlock");
             assert_eq!(total, want, "caller {c}");
         }
+    }
+
+    /// Passes on pool threads side by side: a caller that pops another
+    /// pass's partner job while it waits must not spin in it.
+    #[test]
+    fn concurrent_passes_inside_the_pool_finish() {
+        let want: usize = (0..500usize).map(|s| (2 + s % 3) * (3 + s % 3) / 2).sum();
+        let totals: Vec<usize> = pool(2).install(|| {
+            (0..6).into_par_iter().map(|_| {
+                with_team(|| {
+                    (0..500usize)
+                        .map(|section| {
+                            let count = 2 + section % 3;
+                            let sum = AtomicUsize::new(0);
+                            run_parallel(count, &|i| {
+                                sum.fetch_add(i + 1, Ordering::Relaxed);
+                            });
+                            sum.into_inner()
+                        })
+                        .sum()
+                })
+            })
+            .collect()
+        });
+        assert!(totals.iter().all(|&t| t == want), "{totals:?}");
     }
 
     #[test]
