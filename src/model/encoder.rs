@@ -507,7 +507,8 @@ impl Encoder {
         dropout: f32,
         seed: u64,
     ) -> candle_core::Result<Option<(f32, candle_core::backprop::GradStore)>> {
-        super::fast::train_step(self, input, word_ids, labels, dropout, seed, true)
+        // One team of pool threads for the step's forward and backward passes.
+        super::fast::with_team(|| super::fast::train_step(self, input, word_ids, labels, dropout, seed, true))
     }
 
     /// Runs the encoder (and head) on a batch.

@@ -30,6 +30,7 @@ pub(super) use backward::{FastGradients, gradients};
 pub(super) use linear::serial;
 pub(crate) use linear::dense;
 pub(super) use row_back::{head_log_prob_back, head_logits_rows, post_attention_row_back};
+pub(super) use team::with_team;
 pub(super) use train::step as train_step;
 
 use super::encoder::{Encoder, EncoderInput, EncoderOutput, LayerNorm};

@@ -76,7 +76,7 @@ fn enabled() -> bool {
 /// one team, which [`run_parallel`] then uses. A plain call of `f` on one
 /// thread, inside a team already, or where kernels must stay on the calling
 /// thread ([`super::linear::serial`]).
-pub(super) fn with_team<T>(f: impl FnOnce() -> T) -> T {
+pub(in crate::model) fn with_team<T>(f: impl FnOnce() -> T) -> T {
     let threads = rayon::current_num_threads();
     if !enabled() || threads < 2 || !CURRENT.with(Cell::get).is_null() || !super::linear::parallel(usize::MAX) {
         return f();

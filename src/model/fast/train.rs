@@ -107,20 +107,6 @@ pub(in crate::model) fn step(
     seed: u64,
     head_dropout: bool,
 ) -> candle_core::Result<Option<(f32, GradStore)>> {
-    super::team::with_team(|| step_on_team(enc, input, word_ids, labels, dropout, seed, head_dropout))
-}
-
-/// [`step`] on the calling thread's team.
-#[allow(clippy::too_many_arguments)]
-fn step_on_team(
-    enc: &Encoder,
-    input: &EncoderInput,
-    word_ids: &[u32],
-    labels: &Tensor,
-    dropout: f32,
-    seed: u64,
-    head_dropout: bool,
-) -> candle_core::Result<Option<(f32, GradStore)>> {
     let Some(head) = &enc.head else { return Ok(None) };
     if !super::eligible(enc, input) || enc.embed_project.is_some() || !(0.0..1.0).contains(&dropout) {
         return Ok(None);
