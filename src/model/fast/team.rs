@@ -281,8 +281,10 @@ mod tests {
                     });
                     assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "section {section}");
                 }
-                // Most sections ran with partners (else this tests rayon).
-                assert!(on_team > 1_000, "only {on_team} of 2,000 sections had a partner");
+                // Some sections ran with partners (else this tests only rayon);
+                // how many depends on the machine's load (a partner preempted
+                // for over IDLE_LEAVE leaves).
+                assert!(on_team > 0, "no section of 2,000 had a partner");
             });
         });
     }
