@@ -7,7 +7,9 @@
 //! arithmetic of a small encoder. Here a layer is four `gemm` matmul passes
 //! that read the weights in place from the candle tensors (no copy), attention
 //! per (sequence, head) on strided views of one q/k/v buffer, and bias,
-//! residual, GELU, layer norm and softmax as one row-wise loop each.
+//! residual, GELU, layer norm and softmax as one row-wise loop each. The
+//! parallel sections of one pass run on one team of pool threads that spin
+//! between them ([`team`]) instead of waking rayon's workers each time.
 //!
 //! candle stays the tensor library: inputs and outputs are candle tensors and
 //! the classification head runs on candle (its backward too). Fine-tuning
