@@ -491,7 +491,8 @@ impl Encoder {
         if !self.fast_path(input, RunMode::INFERENCE) {
             return Ok(None);
         }
-        super::fast::gradients(self, input, targets, with_attention)
+        // One team of pool threads for the forward and the backward pass.
+        super::fast::with_team(|| super::fast::gradients(self, input, targets, with_attention))
     }
 
     /// One fine-tuning step — the cross-entropy loss of `labels` and the

@@ -68,11 +68,6 @@ pub(in crate::model) fn gradients(
     targets: &[usize],
     with_attention: bool,
 ) -> candle_core::Result<Option<FastGradients>> {
-    super::team::with_team(|| gradients_on_team(enc, input, targets, with_attention))
-}
-
-/// [`gradients`] on the calling thread's team (one for the forward and the backward pass).
-fn gradients_on_team(enc: &Encoder, input: &EncoderInput, targets: &[usize], with_attention: bool) -> candle_core::Result<Option<FastGradients>> {
     let Some(head) = &enc.head else { return Ok(None) };
     let mut tape = Tape::default();
     // Without attention outputs only the logits matter: the last layer runs

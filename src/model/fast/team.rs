@@ -77,10 +77,11 @@ fn enabled() -> bool {
 /// thread, inside a team already, or where kernels must stay on the calling
 /// thread ([`super::linear::serial`]).
 pub(in crate::model) fn with_team<T>(f: impl FnOnce() -> T) -> T {
-    let threads = rayon::current_num_threads();
-    if !enabled() || threads < 2 || !CURRENT.with(Cell::get).is_null() || !super::linear::parallel(usize::MAX) {
+    // `parallel` is false on one thread and under `serial`.
+    if !enabled() || !CURRENT.with(Cell::get).is_null() || !super::linear::parallel(usize::MAX) {
         return f();
     }
+    let threads = rayon::current_num_threads();
     let team = Arc::new(Team {
         ticket: AtomicU64::new(0),
         job: AtomicPtr::new(std::ptr::null_mut()),
