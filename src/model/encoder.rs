@@ -276,8 +276,8 @@ pub struct Encoder {
     pub(super) modern: Option<super::modernbert::ModernBert>,
     pub(super) layers: Vec<Layer>,
     pub(super) head: Option<Head>,
-    /// `Wᵀ` copies for the hand-written forward (see [`super::fast::TransposedWeights`]).
-    pub(super) transposed: super::fast::TransposedWeights,
+    /// Packed weight copies for the hand-written passes (see [`super::fast::PackedWeights`]).
+    pub(super) packed: super::fast::PackedWeights,
 }
 
 impl Encoder {
@@ -326,14 +326,14 @@ impl Encoder {
             layers,
             head,
             cfg,
-            transposed: Default::default(),
+            packed: Default::default(),
         })
     }
 
     /// Drops the copies the hand-written forward made of the weights; call
     /// after changing weights in place (a fine-tuning step).
     pub fn weights_changed(&self) {
-        self.transposed.clear();
+        self.packed.clear();
     }
 
     pub fn has_head(&self) -> bool {
@@ -361,7 +361,7 @@ impl Encoder {
             layers: Vec::new(),
             head: None,
             cfg,
-            transposed: Default::default(),
+            packed: Default::default(),
         }
     }
 

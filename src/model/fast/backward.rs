@@ -116,7 +116,7 @@ pub(in crate::model) fn gradients(
     let dims = tape.dims;
     // The tape is consumed: each layer's probabilities move into the output.
     for (layer, lt) in enc.layers.iter().zip(std::mem::take(&mut tape.layers)).rev() {
-        let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
+        let Some(v) = LayerViews::of(layer, hidden).map(|v| v.packed(&enc.packed, true)) else { return Ok(None) };
         if lt.first_query.is_some() {
             super::first_query::backward(&v, &lt, dims, scale, enc.cfg.activation, &d_cls, &mut d_qkv, &mut dx);
             continue;

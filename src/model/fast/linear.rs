@@ -21,17 +21,29 @@ pub(super) const SMALL_M: usize = 64;
 /// Rows per tile at least, when cutting by rows (packing `W` is paid per tile).
 const MIN_TILE_ROWS: usize = 64;
 
-/// A weight `[n, k]` (torch layout) and optional bias `[n]`, read in place.
+/// A weight `[n, k]` (torch layout) and optional bias `[n]`, read in place
+/// unless a copy is given.
+#[derive(Clone, Copy)]
 pub(super) struct Lin<'a> {
     pub w: &'a [f32],
     pub b: Option<&'a [f32]>,
     pub n: usize,
     pub k: usize,
-    /// `Wᵀ` stored `[k, n]` row-major (see [`super::TransposedWeights`]):
-    /// when present, [`linear`] reads it instead of `w` ([`linear_back`]
-    /// still reads `w`).
+    /// `Wᵀ` stored `[k, n]` row-major (a dense stack's weights, see
+    /// [`dense`]): when present, [`linear`] reads it instead of `w`.
     pub wt: Option<&'a [f32]>,
+    /// `Wᵀ` in panels of [`PANEL`] output columns ([`super::pack_panels`]):
+    /// when present, [`linear`] reads it before anything else.
+    pub panels: Option<&'a [f32]>,
+    /// `W` in panels of [`PANEL`] input columns: when present,
+    /// [`linear_back`] reads it instead of `w`.
+    pub back_panels: Option<&'a [f32]>,
 }
+
+/// Output columns per packed weight panel: the rows of gemm's widest f32
+/// micro-kernel with AVX-512 (4 registers of 16 lanes), a multiple of
+/// AVX2's 8 lanes too.
+pub(crate) const PANEL: usize = 64;
 
 /// What happens to a tile after the matmul (bias is always added).
 #[derive(Clone, Copy)]
@@ -146,14 +158,39 @@ fn tiling(m: usize, flops: usize) -> (usize, usize, bool) {
 pub(super) fn linear_back(dy: &[f32], dys: usize, col0: usize, m: usize, lin: &Lin, dx: &mut [f32], accumulate: bool) {
     let (n, k) = (lin.n, lin.k);
     assert!(col0 + n <= dys && dy.len() >= m * dys && dx.len() >= m * k && lin.w.len() == n * k, "linear_back: shapes disagree");
+    assert!(lin.back_panels.is_none_or(|p| p.len() == k.div_ceil(PANEL) * PANEL * n), "linear_back: packed weight shape");
     let (row_tiles, col_tiles, par) = tiling(m, 2 * m * n * k);
     let out = Out(dx.as_mut_ptr());
+    let align = if lin.back_panels.is_some() { PANEL } else { 16 };
     tasks(row_tiles * col_tiles, par, |t| {
         let (rt, ct) = (t / col_tiles, t % col_tiles);
         let (r0, r1) = (m * rt / row_tiles, m * (rt + 1) / row_tiles);
-        let cut = |c: usize| if c == col_tiles { k } else { (k * c / col_tiles) & !15 };
+        let cut = |c: usize| if c == col_tiles { k } else { (k * c / col_tiles) / align * align };
         let (c0, c1) = (cut(ct), cut(ct + 1));
         if r1 <= r0 || c1 <= c0 {
+            return;
+        }
+        if let Some(panels) = lin.back_panels {
+            // `dxᵀ = Wᵀ·dyᵀ` one panel of input columns at a time, as in [`linear`].
+            let mut c = c0;
+            while c < c1 {
+                let c_end = (c + PANEL).min(c1);
+                // SAFETY: tiles cover disjoint blocks of `dx`; panel `c / PANEL`
+                // starts at `c·n` and holds `PANEL × n` values; `dy` is read
+                // transposed inside the slice checked above.
+                unsafe {
+                    matmul_into(
+                        c_end - c,
+                        r1 - r0,
+                        n,
+                        (out.at(r0 * k + c), k as isize, 1),
+                        View(panels.as_ptr().add(c * n), PANEL as isize, 1),
+                        View(dy.as_ptr().add(r0 * dys + col0), dys as isize, 1),
+                        accumulate,
+                    )
+                }
+                c = c_end;
+            }
             return;
         }
         // SAFETY: tiles cover disjoint blocks of `dx`; views stay inside the
@@ -214,7 +251,7 @@ pub(crate) fn dense(x: &[f32], m: usize, wt: &[f32], b: &[f32], act: Option<Acti
     let k = if n == 0 { 0 } else { wt.len() / n };
     assert!(n > 0 && wt.len() == n * k && x.len() == m * k, "dense: shapes disagree");
     // With `wt` given, `linear` never reads `w` (only checks its length).
-    let lin = Lin { w: wt, b: Some(b), n, k, wt: Some(wt) };
+    let lin = Lin { w: wt, b: Some(b), n, k, wt: Some(wt), panels: None, back_panels: None };
     let mut y = vec![0f32; m * n];
     linear(x, m, &lin, &mut y, n, 0, act.map_or(Epilogue::Bias, Epilogue::Act));
     y
@@ -226,6 +263,7 @@ pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, c
     let (n, k) = (lin.n, lin.k);
     assert!(x.len() >= m * k && lin.w.len() == n * k && col0 + n <= ys && y.len() >= m * ys, "linear: shapes disagree");
     assert!(lin.wt.is_none_or(|t| t.len() == n * k), "linear: transposed weight shape");
+    assert!(lin.panels.is_none_or(|p| p.len() == n.div_ceil(PANEL) * PANEL * k), "linear: packed weight shape");
     if let Epilogue::Residual(r) = epi {
         assert!(r.len() >= m * n, "linear: residual too short");
     }
@@ -235,8 +273,10 @@ pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, c
     let tile = |t: usize| {
         let (rt, ct) = (t / col_tiles, t % col_tiles);
         let (r0, r1) = (m * rt / row_tiles, m * (rt + 1) / row_tiles);
-        // Column cuts on multiples of 16 (one AVX-512 register).
-        let cut = |c: usize| if c == col_tiles { n } else { (n * c / col_tiles) & !15 };
+        // Column cuts on multiples of 16 (one AVX-512 register), or on
+        // panel boundaries.
+        let align = if lin.panels.is_some() { PANEL } else { 16 };
+        let cut = |c: usize| if c == col_tiles { n } else { (n * c / col_tiles) / align * align };
         let (c0, c1) = (cut(ct), cut(ct + 1));
         if r1 <= r0 || c1 <= c0 {
             return;
@@ -245,7 +285,24 @@ pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, c
         // SAFETY: tiles cover disjoint (row, column) blocks of `y`; all pointers
         // stay inside the slices checked above (`wt` has `lin.w`'s length).
         unsafe {
-            if let Some(wt) = lin.wt {
+            if let Some(panels) = lin.panels {
+                // `yᵀ = W·xᵀ` one panel at a time: gemm reads each panel as a
+                // column-major matrix with unit row stride, one contiguous
+                // stream, and writes `y`'s rows as the result's columns.
+                let mut j0 = c0;
+                while j0 < c1 {
+                    let j1 = (j0 + PANEL).min(c1);
+                    matmul(
+                        j1 - j0,
+                        mr,
+                        k,
+                        (out.at(r0 * ys + col0 + j0), ys as isize, 1),
+                        View(panels.as_ptr().add(j0 * k), PANEL as isize, 1),
+                        View(x.as_ptr().add(r0 * k), k as isize, 1),
+                    );
+                    j0 = j1;
+                }
+            } else if let Some(wt) = lin.wt {
                 // `Wᵀ` row-major: gemm packs it with contiguous loads.
                 matmul(
                     mr,

@@ -63,36 +63,30 @@ impl<'a> View<'a> {
     }
 }
 
-/// Transposed copies (`[k, n]`, row-major) of linear weights for the
-/// inference forward, made on first use and keyed by where the weight's values
-/// live (so ALBERT's shared layers share one copy). Read in place, a `[n, k]`
-/// weight is `Wᵀ` with stride `k`, which gemm packs element by element on every
-/// call: 18–21% of a 128-token forward pass (`perf`; at 128 rows 67–85 against
-/// 88–94 GFLOP/s with the copy, `scripts/research/gemm_vs_torch`). Used for
-/// inputs of more than [`linear::SMALL_M`] rows; the price is a second copy of
-/// the linear weights in memory. Fine-tuning changes weights in place, so it
-/// calls [`TransposedWeights::clear`] after every step.
+/// Copies of linear weights packed for gemm, made on first use and keyed by
+/// where the weight's values live (so ALBERT's shared layers share one copy)
+/// and by direction: `Wᵀ` in panels for the forward pass, `W` in panels for
+/// the input gradient ([`pack_panels`]). Read in place, gemm either packs a
+/// strided `Wᵀ` element by element on every call (18–21% of a 128-token
+/// forward pass) or, for few rows, streams it with one broadcast per weight
+/// and half-empty registers (an 8-token forward pass ran at 27 GFLOP/s on one
+/// core). A panel is one contiguous stream with full registers: see
+/// docs/PERFORMANCE.md, session 14. The price is up to two more copies of the
+/// linear weights in memory (the second only once gradients are asked for).
+/// Fine-tuning changes weights in place, so it calls
+/// [`PackedWeights::clear`] after every step.
 #[derive(Default)]
-pub(crate) struct TransposedWeights(std::sync::RwLock<std::collections::HashMap<(usize, usize), std::sync::Arc<Vec<f32>>>>);
+pub(crate) struct PackedWeights(std::sync::RwLock<std::collections::HashMap<(usize, usize, bool), std::sync::Arc<Vec<f32>>>>);
 
-impl TransposedWeights {
-    fn get(&self, w: &[f32], n: usize, k: usize) -> std::sync::Arc<Vec<f32>> {
-        let key = (w.as_ptr() as usize, w.len());
+impl PackedWeights {
+    /// The panels of `w` (`[n, k]`) for the forward pass, or for the input
+    /// gradient when `back`.
+    fn get(&self, w: &[f32], n: usize, k: usize, back: bool) -> std::sync::Arc<Vec<f32>> {
+        let key = (w.as_ptr() as usize, w.len(), back);
         if let Some(t) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return t.clone();
         }
-        let mut t = vec![0f32; n * k];
-        // In 32 × 32 blocks, so both sides stay in cache.
-        const B: usize = 32;
-        for j0 in (0..n).step_by(B) {
-            for k0 in (0..k).step_by(B) {
-                for j in j0..(j0 + B).min(n) {
-                    for kk in k0..(k0 + B).min(k) {
-                        t[kk * n + j] = w[j * k + kk];
-                    }
-                }
-            }
-        }
+        let t = if back { pack_panels(k, n, |c, j| w[j * k + c]) } else { pack_panels(n, k, |j, c| w[j * k + c]) };
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         map.entry(key).or_insert_with(|| std::sync::Arc::new(t)).clone()
     }
@@ -103,11 +97,28 @@ impl TransposedWeights {
     }
 }
 
+/// A `rows × depth` matrix `a(r, d)` in panels of [`linear::PANEL`] rows,
+/// each stored column-major: `a(p·P + i, d)` at `(p·depth + d)·P + i`, zero
+/// past `rows`. gemm reads a panel as its left operand (column stride `P`,
+/// unit row stride) in one contiguous stream.
+pub(super) fn pack_panels(rows: usize, depth: usize, a: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    const P: usize = linear::PANEL;
+    let mut t = vec![0f32; rows.div_ceil(P) * P * depth];
+    for (p, panel) in t.chunks_mut(P * depth).enumerate() {
+        let height = P.min(rows - p * P);
+        for (d, col) in panel.chunks_mut(P).enumerate() {
+            col[..height].iter_mut().enumerate().for_each(|(i, v)| *v = a(p * P + i, d));
+        }
+    }
+    t
+}
+
 /// Views of a linear layer's weight `[n, k]` and bias, and optionally `Wᵀ`.
 struct LinView<'a> {
     w: View<'a>,
     b: Option<View<'a>>,
-    wt: Option<std::sync::Arc<Vec<f32>>>,
+    panels: Option<std::sync::Arc<Vec<f32>>>,
+    back_panels: Option<std::sync::Arc<Vec<f32>>>,
 }
 
 impl<'a> LinView<'a> {
@@ -120,18 +131,24 @@ impl<'a> LinView<'a> {
             Some(b) => Some(View::of(b).filter(|v| v.dims == [w.dims[0]])?),
             None => None,
         };
-        Some(Self { w, b, wt: None })
+        Some(Self { w, b, panels: None, back_panels: None })
     }
 
-    /// The same view, reading `Wᵀ` from `cache` in [`linear`].
-    fn transposed(mut self, cache: &TransposedWeights) -> Self {
-        self.wt = Some(cache.get(self.w.data(), self.w.dims[0], self.w.dims[1]));
+    /// The same view, reading packed panels from `cache`: in [`linear`], or
+    /// in [`linear_back`] when `back`.
+    fn packed(mut self, cache: &PackedWeights, back: bool) -> Self {
+        let p = cache.get(self.w.data(), self.w.dims[0], self.w.dims[1], back);
+        if back {
+            self.back_panels = Some(p);
+        } else {
+            self.panels = Some(p);
+        }
         self
     }
 
     fn lin(&self) -> Lin<'_> {
-        let wt = self.wt.as_deref().map(Vec::as_slice);
-        Lin { w: self.w.data(), b: self.b.as_ref().map(View::data), n: self.w.dims[0], k: self.w.dims[1], wt }
+        let (panels, back_panels) = (self.panels.as_deref().map(Vec::as_slice), self.back_panels.as_deref().map(Vec::as_slice));
+        Lin { w: self.w.data(), b: self.b.as_ref().map(View::data), n: self.w.dims[0], k: self.w.dims[1], wt: None, panels, back_panels }
     }
 }
 
@@ -246,11 +263,7 @@ fn run_on(
     let mut first_rows_only = false;
     for (li, layer) in enc.layers.iter().enumerate() {
         let Some(v) = LayerViews::of(layer, hidden) else { return Ok(None) };
-        // Only for many rows: below that gemm reads `W` in place about as fast
-        // (32 rows: 69–80 against 73–81 GFLOP/s), and a short text explained
-        // by forward and backward passes would keep both copies of the
-        // weights in cache instead of one (saliency at 8–32 tokens got slower).
-        let v = if rows_n > linear::SMALL_M { v.transposed(&enc.transposed) } else { v };
+        let v = v.packed(&enc.packed, false);
         if first_only && li + 1 == enc.layers.len() {
             let (out, probs) = first_query::forward(&v, &x, dims, scale, mask.as_deref(), cfg.activation, &mut qkv, tape.as_deref_mut(), keep);
             if let Some(p) = probs {
@@ -410,15 +423,15 @@ impl<'a> LayerViews<'a> {
         ok.then_some(v)
     }
 
-    /// Every linear reading `Wᵀ` from `cache` (the inference forward).
-    fn transposed(self, cache: &TransposedWeights) -> Self {
+    /// Every linear reading packed panels from `cache` ([`LinView::packed`]).
+    fn packed(self, cache: &PackedWeights, back: bool) -> Self {
         Self {
-            query: self.query.transposed(cache),
-            key: self.key.transposed(cache),
-            value: self.value.transposed(cache),
-            attn_out: self.attn_out.transposed(cache),
-            ffn_in: self.ffn_in.transposed(cache),
-            ffn_out: self.ffn_out.transposed(cache),
+            query: self.query.packed(cache, back),
+            key: self.key.packed(cache, back),
+            value: self.value.packed(cache, back),
+            attn_out: self.attn_out.packed(cache, back),
+            ffn_in: self.ffn_in.packed(cache, back),
+            ffn_out: self.ffn_out.packed(cache, back),
             ..self
         }
     }

@@ -183,45 +183,72 @@ fn deberta_and_modernbert_are_not_eligible() {
 }
 
 /// Larger sizes than the fixtures: several tiles and threads in every matmul
-/// and the attention; compared with a plain triple loop.
+/// (few rows: cut by columns; many: by rows), with the weight in place, as a
+/// plain `Wᵀ` and in packed panels (200 outputs: the last panel partial);
+/// compared with a plain triple loop.
 #[test]
 fn tiled_linear_matches_a_plain_loop() {
     use super::linear::{Epilogue, Lin, linear};
-    let (m, n, k) = (300, 200, 96);
+    let (n, k) = (200, 96);
     let val = |i: usize, s: f32| (i as f32 * 0.37 + s).sin() * 0.5;
-    let x: Vec<f32> = (0..m * k).map(|i| val(i, 0.1)).collect();
     let w: Vec<f32> = (0..n * k).map(|i| val(i, 0.7)).collect();
     let b: Vec<f32> = (0..n).map(|i| val(i, 1.3)).collect();
-    let res: Vec<f32> = (0..m * n).map(|i| val(i, 2.1)).collect();
-    let cache = super::TransposedWeights::default();
-    let wt = cache.get(&w, n, k);
-    // In place and from the transposed copy.
-    for wt in [None, Some(wt.as_slice())] {
-        let lin = Lin { w: &w, b: Some(&b), n, k, wt };
-        let ys = n + 8;
-        let mut y = vec![f32::NAN; m * ys];
-        linear(&x, m, &lin, &mut y, ys, 8, Epilogue::Residual(&res));
-        for r in 0..m {
-            for j in 0..n {
-                let want: f32 = (0..k).map(|c| x[r * k + c] * w[j * k + c]).sum::<f32>() + b[j] + res[r * n + j];
-                let got = y[r * ys + 8 + j];
-                assert!((got - want).abs() < 1e-4, "({r}, {j}): {got} vs {want}");
+    let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+    let cache = super::PackedWeights::default();
+    let panels = cache.get(&w, n, k, false);
+    for m in [5, 40, 300] {
+        let x: Vec<f32> = (0..m * k).map(|i| val(i, 0.1)).collect();
+        let res: Vec<f32> = (0..m * n).map(|i| val(i, 2.1)).collect();
+        let plain = Lin { w: &w, b: Some(&b), n, k, wt: None, panels: None, back_panels: None };
+        for (name, lin) in [
+            ("in place", plain),
+            ("transposed", Lin { wt: Some(&wt), ..plain }),
+            ("panels", Lin { panels: Some(panels.as_slice()), ..plain }),
+        ] {
+            let ys = n + 8;
+            let mut y = vec![f32::NAN; m * ys];
+            linear(&x, m, &lin, &mut y, ys, 8, Epilogue::Residual(&res));
+            for r in 0..m {
+                for j in 0..n {
+                    let want: f32 = (0..k).map(|c| x[r * k + c] * w[j * k + c]).sum::<f32>() + b[j] + res[r * n + j];
+                    let got = y[r * ys + 8 + j];
+                    assert!((got - want).abs() < 1e-4, "{name}, {m} rows, ({r}, {j}): {got} vs {want}");
+                }
+                assert!(y[r * ys..r * ys + 8].iter().all(|v| v.is_nan()), "{name}: columns before col0 were written");
             }
-            assert!(y[r * ys..r * ys + 8].iter().all(|v| v.is_nan()), "columns before col0 were written");
         }
     }
 }
 
 #[test]
-fn transposed_weights_are_cached_until_cleared() {
-    let cache = super::TransposedWeights::default();
-    let mut w: Vec<f32> = (0..6).map(|i| i as f32).collect(); // [n = 2, k = 3]
-    let t = cache.get(&w, 2, 3);
-    assert_eq!(t.as_slice(), &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
-    w[0] = 9.0; // changed in place, as a fine-tuning step does
-    assert_eq!(cache.get(&w, 2, 3)[0], 0.0, "the copy is kept until cleared");
+fn packed_weights_are_laid_out_in_panels_and_cached_until_cleared() {
+    use super::linear::PANEL;
+    let (n, k) = (PANEL + 6, 3); // a full panel and a partial one
+    let mut w: Vec<f32> = (0..n * k).map(|i| i as f32 + 1.0).collect();
+    let cache = super::PackedWeights::default();
+    let fwd = cache.get(&w, n, k, false);
+    assert_eq!(fwd.len(), 2 * PANEL * k);
+    for j in 0..2 * PANEL {
+        for c in 0..k {
+            let want = if j < n { w[j * k + c] } else { 0.0 };
+            assert_eq!(fwd[((j / PANEL) * k + c) * PANEL + j % PANEL], want, "forward ({j}, {c})");
+        }
+    }
+    // The input gradient's panels run over W's columns: one partial panel here.
+    let back = cache.get(&w, n, k, true);
+    assert_eq!(back.len(), PANEL * n);
+    for c in 0..PANEL {
+        for j in 0..n {
+            let want = if c < k { w[j * k + c] } else { 0.0 };
+            assert_eq!(back[j * PANEL + c], want, "backward ({c}, {j})");
+        }
+    }
+    w[0] = 99.0; // changed in place, as a fine-tuning step does
+    assert_eq!(cache.get(&w, n, k, false)[0], 1.0, "the copy is kept until cleared");
+    assert_eq!(cache.get(&w, n, k, true)[0], 1.0);
     cache.clear();
-    assert_eq!(cache.get(&w, 2, 3)[0], 9.0);
+    assert_eq!(cache.get(&w, n, k, false)[0], 99.0);
+    assert_eq!(cache.get(&w, n, k, true)[0], 99.0);
 }
 
 fn max_abs(v: &[f32]) -> f32 {
@@ -328,7 +355,8 @@ fn bare_encoders_have_no_fast_gradients() {
 }
 
 /// `linear_back` with tiles, threads, a strided column block and accumulation,
-/// against a plain loop.
+/// with the weight in place and in panels, against a plain loop (rows past
+/// the given count stay untouched).
 #[test]
 fn tiled_linear_backward_matches_a_plain_loop() {
     use super::linear::{Lin, linear_back};
@@ -337,19 +365,26 @@ fn tiled_linear_backward_matches_a_plain_loop() {
     let (dys, col0) = (n + 24, 16);
     let dy: Vec<f32> = (0..m * dys).map(|i| val(i, 0.1)).collect();
     let w: Vec<f32> = (0..n * k).map(|i| val(i, 0.7)).collect();
-    let lin = Lin { w: &w, b: None, n, k, wt: None };
+    let panels = super::PackedWeights::default().get(&w, n, k, true);
+    let plain = Lin { w: &w, b: None, n, k, wt: None, panels: None, back_panels: None };
     let start: Vec<f32> = (0..m * k).map(|i| val(i, 2.1)).collect();
-    for accumulate in [false, true] {
-        let mut dx = start.clone();
-        linear_back(&dy, dys, col0, m, &lin, &mut dx, accumulate);
-        for r in 0..m {
-            for c in 0..k {
-                let mut want: f32 = (0..n).map(|j| dy[r * dys + col0 + j] * w[j * k + c]).sum();
-                if accumulate {
-                    want += start[r * k + c];
+    // In place and from panels (200 input columns: the last panel partial);
+    // few rows (cut by columns) and many (cut by rows).
+    for (name, lin) in [("in place", plain), ("panels", Lin { back_panels: Some(panels.as_slice()), ..plain })] {
+        for rows in [7, m] {
+            for accumulate in [false, true] {
+                let mut dx = start.clone();
+                linear_back(&dy, dys, col0, rows, &lin, &mut dx, accumulate);
+                for r in 0..m {
+                    for c in 0..k {
+                        let mut want: f32 = if r < rows { (0..n).map(|j| dy[r * dys + col0 + j] * w[j * k + c]).sum() } else { 0.0 };
+                        if accumulate || r >= rows {
+                            want += start[r * k + c];
+                        }
+                        let got = dx[r * k + c];
+                        assert!((got - want).abs() < 1e-4, "{name}, {rows} rows, ({r}, {c}) accumulate={accumulate}: {got} vs {want}");
+                    }
                 }
-                let got = dx[r * k + c];
-                assert!((got - want).abs() < 1e-4, "({r}, {c}) accumulate={accumulate}: {got} vs {want}");
             }
         }
     }
