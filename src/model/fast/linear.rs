@@ -1,5 +1,8 @@
 //! `y = x·Wᵀ + b` (+ GELU, or + a residual) on the `gemm` crate, reading the
-//! weight in place in torch layout (`[out, in]`, read as a column-major `Wᵀ`).
+//! weight packed in panels when the caller has them (the encoder's inference
+//! and gradient passes, [`super::PackedWeights`]), else in place in torch
+//! layout (`[out, in]`, read as a column-major `Wᵀ`; fine-tuning, whose
+//! weights change every step).
 //!
 //! Threads: below [`PAR_FLOPS`] the call stays on the calling thread (waking
 //! the pool costs more than it saves). Above it the output is cut into tiles,
@@ -16,7 +19,7 @@ use gemm::Parallelism;
 pub(super) const PAR_FLOPS: usize = 1 << 20;
 
 /// Row count up to which a tile is computed column-major (see [`linear`]).
-pub(super) const SMALL_M: usize = 64;
+const SMALL_M: usize = 64;
 
 /// Rows per tile at least, when cutting by rows (packing `W` is paid per tile).
 const MIN_TILE_ROWS: usize = 64;

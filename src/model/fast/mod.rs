@@ -78,6 +78,13 @@ impl<'a> View<'a> {
 #[derive(Default)]
 pub(crate) struct PackedWeights(std::sync::RwLock<std::collections::HashMap<(usize, usize, bool), std::sync::Arc<Vec<f32>>>>);
 
+/// Whether the hand-written passes read packed copies: `EXPNET_PACK=0`
+/// reads every weight in place instead (no copies in memory, slower).
+fn packing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("EXPNET_PACK").map_or(true, |v| v != "0"))
+}
+
 impl PackedWeights {
     /// The panels of `w` (`[n, k]`) for the forward pass, or for the input
     /// gradient when `back`.
@@ -423,8 +430,12 @@ impl<'a> LayerViews<'a> {
         ok.then_some(v)
     }
 
-    /// Every linear reading packed panels from `cache` ([`LinView::packed`]).
+    /// Every linear reading packed panels from `cache` ([`LinView::packed`]),
+    /// unless packing is off ([`packing`]).
     fn packed(self, cache: &PackedWeights, back: bool) -> Self {
+        if !packing() {
+            return self;
+        }
         Self {
             query: self.query.packed(cache, back),
             key: self.key.packed(cache, back),
