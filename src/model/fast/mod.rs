@@ -120,7 +120,7 @@ pub(super) fn pack_panels(rows: usize, depth: usize, a: impl Fn(usize, usize) ->
     t
 }
 
-/// Views of a linear layer's weight `[n, k]` and bias, and optionally `Wᵀ`.
+/// Views of a linear layer's weight `[n, k]` and bias, and optionally its packed panels.
 struct LinView<'a> {
     w: View<'a>,
     b: Option<View<'a>>,
