@@ -93,7 +93,7 @@ impl PackedWeights {
         if let Some(t) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return t.clone();
         }
-        let t = if back { pack_panels(k, n, |c, j| w[j * k + c]) } else { pack_panels(n, k, |j, c| w[j * k + c]) };
+        let t = if back { pack_panels(w, k, n, 1, k) } else { pack_panels(w, n, k, k, 1) };
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         map.entry(key).or_insert_with(|| std::sync::Arc::new(t)).clone()
     }
@@ -104,17 +104,26 @@ impl PackedWeights {
     }
 }
 
-/// A `rows × depth` matrix `a(r, d)` in panels of [`linear::PANEL`] rows,
-/// each stored column-major: `a(p·P + i, d)` at `(p·depth + d)·P + i`, zero
-/// past `rows`. gemm reads a panel as its left operand (column stride `P`,
-/// unit row stride) in one contiguous stream.
-pub(super) fn pack_panels(rows: usize, depth: usize, a: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+/// A `rows × depth` matrix, `a(r, d) = w[r·rs + d·ds]`, in panels of
+/// [`linear::PANEL`] rows, each stored column-major: `a(p·P + i, d)` at
+/// `(p·depth + d)·P + i`, zero past `rows`. gemm reads a panel as its left
+/// operand (column stride `P`, unit row stride) in one contiguous stream.
+pub(super) fn pack_panels(w: &[f32], rows: usize, depth: usize, rs: usize, ds: usize) -> Vec<f32> {
     const P: usize = linear::PANEL;
+    assert!(rows == 0 || depth == 0 || (rows - 1) * rs + (depth - 1) * ds < w.len(), "pack_panels: out of bounds");
     let mut t = vec![0f32; rows.div_ceil(P) * P * depth];
     for (p, panel) in t.chunks_mut(P * depth).enumerate() {
         let height = P.min(rows - p * P);
-        for (d, col) in panel.chunks_mut(P).enumerate() {
-            col[..height].iter_mut().enumerate().for_each(|(i, v)| *v = a(p * P + i, d));
+        // Read `w` along its contiguous axis (a panel stays in cache meanwhile).
+        if ds == 1 {
+            for i in 0..height {
+                let src = &w[(p * P + i) * rs..][..depth];
+                src.iter().enumerate().for_each(|(d, v)| panel[d * P + i] = *v);
+            }
+        } else {
+            for (d, col) in panel.chunks_mut(P).enumerate() {
+                col[..height].iter_mut().enumerate().for_each(|(i, v)| *v = w[(p * P + i) * rs + d * ds]);
+            }
         }
     }
     t
