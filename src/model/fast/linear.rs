@@ -135,6 +135,57 @@ pub(super) unsafe fn matmul_into(m: usize, n: usize, k: usize, dst: (*mut f32, i
     }
 }
 
+/// `dst[t·ds + i] (+)= Σ_d a(i, d)·rhs[t·rs + d]` for `i` in `rows.0..rows.1`
+/// and `t < cols`, where `a` is a matrix in panels of [`PANEL`] rows
+/// ([`super::pack_panels`]) of the given `depth`, `rows.0` a panel boundary:
+/// one gemm call per panel and run of columns. A panel is already laid out
+/// as gemm's AVX-512 micro-kernel reads it; runs of at most
+/// [`COLUMNS_PER_CALL`] columns keep gemm from copying it anyway.
+///
+/// # Safety
+/// `dst` must hold every element written, `panels` every panel from
+/// `rows.0 / PANEL` up to the one holding `rows.1 - 1`, `rhs` `cols` columns.
+unsafe fn panels_matmul(
+    rows: (usize, usize),
+    cols: usize,
+    depth: usize,
+    dst: (*mut f32, usize),
+    panels: *const f32,
+    rhs: (*const f32, usize),
+    accumulate: bool,
+) {
+    let step = COLUMNS_PER_CALL;
+    let mut i0 = rows.0;
+    while i0 < rows.1 {
+        let i1 = (i0 + PANEL).min(rows.1);
+        let mut t0 = 0;
+        while t0 < cols {
+            let t1 = (t0 + step).min(cols);
+            // SAFETY: passed on from the caller; panel `i0 / PANEL` starts at
+            // `i0·depth` and has column stride `PANEL`.
+            unsafe {
+                matmul_into(
+                    i1 - i0,
+                    t1 - t0,
+                    depth,
+                    (dst.0.add(t0 * dst.1 + i0), dst.1 as isize, 1),
+                    View(panels.add(i0 * depth), PANEL as isize, 1),
+                    View(rhs.0.add(t0 * rhs.1), rhs.1 as isize, 1),
+                    accumulate,
+                )
+            }
+            t0 = t1;
+        }
+        i0 = i1;
+    }
+}
+
+/// Columns per gemm call in [`panels_matmul`]: above 8 × its micro-kernel's
+/// width (6 columns with AVX2 and with AVX-512) a single-threaded gemm 0.19
+/// copies its left operand first, here an already packed panel: 5–9% of a
+/// 128-token forward pass (docs/PERFORMANCE.md, session 14).
+const COLUMNS_PER_CALL: usize = 48;
+
 /// Tiles (row cuts, column cuts) for an `m × n` result of a `2·m·n·k`-flop
 /// matmul: one tile below the threading threshold, else rows when there are
 /// many, columns when few (the cores then share the weight). One row tile
@@ -174,26 +225,20 @@ pub(super) fn linear_back(dy: &[f32], dys: usize, col0: usize, m: usize, lin: &L
             return;
         }
         if let Some(panels) = lin.back_panels {
-            // `dxᵀ = Wᵀ·dyᵀ` one panel of input columns at a time, as in [`linear`].
-            let mut c = c0;
-            while c < c1 {
-                let c_end = (c + PANEL).min(c1);
-                // SAFETY: tiles cover disjoint blocks of `dx`; panel `c / PANEL`
-                // starts at `c·n` and holds `PANEL × n` values; `dy` is read
-                // transposed inside the slice checked above.
-                unsafe {
-                    matmul_into(
-                        c_end - c,
-                        r1 - r0,
-                        n,
-                        (out.at(r0 * k + c), k as isize, 1),
-                        View(panels.as_ptr().add(c * n), PANEL as isize, 1),
-                        View(dy.as_ptr().add(r0 * dys + col0), dys as isize, 1),
-                        accumulate,
-                    )
-                }
-                c = c_end;
-            }
+            // `dxᵀ = Wᵀ·dyᵀ`, as in [`linear`]. SAFETY: tiles cover disjoint
+            // blocks of `dx`; `dy` is read transposed inside the slice
+            // checked above; the panels' length is checked above.
+            unsafe {
+                panels_matmul(
+                    (c0, c1),
+                    r1 - r0,
+                    n,
+                    (out.at(r0 * k), k),
+                    panels.as_ptr(),
+                    (dy.as_ptr().add(r0 * dys + col0), dys),
+                    accumulate,
+                )
+            };
             return;
         }
         // SAFETY: tiles cover disjoint blocks of `dx`; views stay inside the
@@ -289,22 +334,8 @@ pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, c
         // stay inside the slices checked above (`wt` has `lin.w`'s length).
         unsafe {
             if let Some(panels) = lin.panels {
-                // `yᵀ = W·xᵀ` one panel at a time: gemm reads each panel as a
-                // column-major matrix with unit row stride, one contiguous
-                // stream, and writes `y`'s rows as the result's columns.
-                let mut j0 = c0;
-                while j0 < c1 {
-                    let j1 = (j0 + PANEL).min(c1);
-                    matmul(
-                        j1 - j0,
-                        mr,
-                        k,
-                        (out.at(r0 * ys + col0 + j0), ys as isize, 1),
-                        View(panels.as_ptr().add(j0 * k), PANEL as isize, 1),
-                        View(x.as_ptr().add(r0 * k), k as isize, 1),
-                    );
-                    j0 = j1;
-                }
+                // `yᵀ = W·xᵀ`: `y`'s rows are the result's columns.
+                panels_matmul((c0, c1), mr, k, (out.at(r0 * ys + col0), ys), panels.as_ptr(), (x.as_ptr().add(r0 * k), k), false);
             } else if let Some(wt) = lin.wt {
                 // `Wᵀ` row-major: gemm packs it with contiguous loads.
                 matmul(
