@@ -56,6 +56,25 @@ pub(super) enum Epilogue<'a> {
     Act(Activation),
     /// Bias plus a residual `[m, n]` (row stride `n`).
     Residual(&'a [f32]),
+    /// Bias, a copy into `[m, n]` (row stride `n`; what a backward pass needs
+    /// of the activation's input), then the activation: both inside the
+    /// tiles, instead of a serial copy and activation after the matmul.
+    ActKeep(Activation, Keep<'a>),
+}
+
+/// A buffer the tiles of one [`linear`] call write disjoint parts of,
+/// borrowed mutably for as long as the epilogue lives.
+#[derive(Clone, Copy)]
+pub(super) struct Keep<'a> {
+    out: Out,
+    len: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> Keep<'a> {
+    pub(super) fn new(buf: &'a mut [f32]) -> Self {
+        Self { out: Out(buf.as_mut_ptr()), len: buf.len(), _borrow: std::marker::PhantomData }
+    }
 }
 
 /// A raw output pointer shared by tiles that write disjoint parts.
@@ -312,8 +331,10 @@ pub(super) fn linear(x: &[f32], m: usize, lin: &Lin, y: &mut [f32], ys: usize, c
     assert!(x.len() >= m * k && lin.w.len() == n * k && col0 + n <= ys && y.len() >= m * ys, "linear: shapes disagree");
     assert!(lin.wt.is_none_or(|t| t.len() == n * k), "linear: transposed weight shape");
     assert!(lin.panels.is_none_or(|p| p.len() == n.div_ceil(PANEL) * PANEL * k), "linear: packed weight shape");
-    if let Epilogue::Residual(r) = epi {
-        assert!(r.len() >= m * n, "linear: residual too short");
+    match epi {
+        Epilogue::Residual(r) => assert!(r.len() >= m * n, "linear: residual too short"),
+        Epilogue::ActKeep(_, keep) => assert!(keep.len >= m * n, "linear: kept activation input too short"),
+        _ => {}
     }
     // Tiles: (row range, column range).
     let (row_tiles, col_tiles, par) = tiling(m, 2 * m * n * k);
@@ -394,6 +415,12 @@ fn epilogue(row: &mut [f32], bias: Option<&[f32]>, r: usize, c0: usize, n: usize
         Epilogue::Residual(res) => {
             let res = &res[r * n + c0..r * n + c0 + row.len()];
             row.iter_mut().zip(res).for_each(|(v, x)| *v += x);
+        }
+        Epilogue::ActKeep(a, keep) => {
+            // SAFETY: [`linear`] checked that `keep` holds `m × n` values; its
+            // tiles write disjoint (row, column) blocks of it, as of `y`.
+            unsafe { std::slice::from_raw_parts_mut(keep.out.at(r * n + c0), row.len()) }.copy_from_slice(row);
+            rows::activate(row, a);
         }
     }
 }

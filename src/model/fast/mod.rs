@@ -305,9 +305,8 @@ fn run_on(
         v.attn_norm.apply(&mut h);
         let ffn_pre = if tape.is_some() {
             // The backward pass needs the activation's input.
-            linear(&h, rows_n, &v.ffn_in.lin(), &mut inter, inter_n, 0, Epilogue::Bias);
-            let pre = inter.clone();
-            rows::activate(&mut inter, cfg.activation);
+            let mut pre = vec![0f32; rows_n * inter_n];
+            linear(&h, rows_n, &v.ffn_in.lin(), &mut inter, inter_n, 0, Epilogue::ActKeep(cfg.activation, linear::Keep::new(&mut pre)));
             pre
         } else {
             linear(&h, rows_n, &v.ffn_in.lin(), &mut inter, inter_n, 0, Epilogue::Act(cfg.activation));

@@ -184,11 +184,13 @@ fn deberta_and_modernbert_are_not_eligible() {
 
 /// Larger sizes than the fixtures: several tiles and threads in every matmul
 /// (few rows: cut by columns; many: by rows), with the weight in place, as a
-/// plain `Wᵀ` and in packed panels (200 outputs: the last panel partial);
-/// compared with a plain triple loop.
+/// plain `Wᵀ` and in packed panels (200 outputs: the last panel partial),
+/// with a residual and with the activation that keeps its input; compared
+/// with a plain triple loop.
 #[test]
 fn tiled_linear_matches_a_plain_loop() {
     use super::linear::{Epilogue, Lin, linear};
+    use crate::model::config::Activation;
     let (n, k) = (200, 96);
     let val = |i: usize, s: f32| (i as f32 * 0.37 + s).sin() * 0.5;
     let w: Vec<f32> = (0..n * k).map(|i| val(i, 0.7)).collect();
@@ -215,6 +217,20 @@ fn tiled_linear_matches_a_plain_loop() {
                     assert!((got - want).abs() < 1e-4, "{name}, {m} rows, ({r}, {j}): {got} vs {want}");
                 }
                 assert!(y[r * ys..r * ys + 8].iter().all(|v| v.is_nan()), "{name}: columns before col0 were written");
+            }
+            // Activation inside the tiles, keeping its input.
+            let mut pre = vec![f32::NAN; m * n];
+            let mut act = vec![f32::NAN; m * n];
+            linear(&x, m, &lin, &mut act, n, 0, Epilogue::ActKeep(Activation::Gelu, super::linear::Keep::new(&mut pre)));
+            for r in 0..m {
+                let mut want: Vec<f32> = (0..n).map(|j| (0..k).map(|c| x[r * k + c] * w[j * k + c]).sum::<f32>() + b[j]).collect();
+                for (j, (got, want)) in pre[r * n..(r + 1) * n].iter().zip(&want).enumerate() {
+                    assert!((got - want).abs() < 1e-4, "{name}, {m} rows, kept ({r}, {j}): {got} vs {want}");
+                }
+                super::rows::activate(&mut want, Activation::Gelu);
+                for (j, (got, want)) in act[r * n..(r + 1) * n].iter().zip(&want).enumerate() {
+                    assert!((got - want).abs() < 1e-4, "{name}, {m} rows, activated ({r}, {j}): {got} vs {want}");
+                }
             }
         }
     }

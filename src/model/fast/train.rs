@@ -16,7 +16,7 @@
 
 use super::attention::{Dims, context};
 use super::backward::attention_back;
-use super::linear::{Epilogue, Out, View as MatView, linear, linear_back, linear_weight_grad, matmul, parallel, tasks};
+use super::linear::{Epilogue, Keep, Out, View as MatView, linear, linear_back, linear_weight_grad, matmul, parallel, tasks};
 use super::rows::{self, softmax_row};
 use super::{LayerViews, NormView, additive_mask, embeddings};
 use crate::model::encoder::{Encoder, EncoderInput, LayerNorm, RunMode};
@@ -156,9 +156,8 @@ pub(in crate::model) fn step(
         let mut h = attn_sum.clone();
         v.attn_norm.apply(&mut h);
         let mut ffn_pre = vec![0f32; rows_n * inter_n];
-        linear(&h, rows_n, &v.ffn_in.lin(), &mut ffn_pre, inter_n, 0, Epilogue::Bias);
-        let mut ffn_act = ffn_pre.clone();
-        rows::activate(&mut ffn_act, cfg.activation);
+        let mut ffn_act = vec![0f32; rows_n * inter_n];
+        linear(&h, rows_n, &v.ffn_in.lin(), &mut ffn_act, inter_n, 0, Epilogue::ActKeep(cfg.activation, Keep::new(&mut ffn_pre)));
         let mut out_sum = vec![0f32; rows_n * hidden];
         linear(&ffn_act, rows_n, &v.ffn_out.lin(), &mut out_sum, hidden, 0, Epilogue::Bias);
         let out_mask = drop.mask(site(li, 2), rows_n * hidden);
