@@ -76,7 +76,10 @@ impl<'a> View<'a> {
 /// Fine-tuning changes weights in place, so it calls
 /// [`PackedWeights::clear`] after every step.
 #[derive(Default)]
-pub(crate) struct PackedWeights(std::sync::RwLock<std::collections::HashMap<(usize, usize, bool), std::sync::Arc<Vec<f32>>>>);
+pub(crate) struct PackedWeights(std::sync::RwLock<PanelsByWeight>);
+
+/// Panels keyed by (where the weight's values live, their count, backward).
+type PanelsByWeight = std::collections::HashMap<(usize, usize, bool), std::sync::Arc<Vec<f32>>>;
 
 /// Whether the hand-written passes read packed copies: `EXPNET_PACK=0`
 /// reads every weight in place instead (no copies in memory, slower).
