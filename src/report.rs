@@ -43,7 +43,7 @@ pub fn run_methods(
     progress: &Progress,
 ) -> anyhow::Result<Vec<TimedExplanation>> {
     let target = resolve_target(forward, target)?;
-    let input = ExplainInput::new(model, enc, forward, target);
+    let input = ExplainInput::new(model, enc, forward, target).for_methods(methods);
     methods.iter().map(|m| run_one(model, enc, &input, m, progress)).collect()
 }
 
@@ -61,7 +61,7 @@ pub fn run_methods_reporting(
     report: &(dyn Fn(usize, f32) + Send + Sync),
 ) -> anyhow::Result<Vec<TimedExplanation>> {
     let target = resolve_target(forward, target)?;
-    let input = ExplainInput::new(model, enc, forward, target);
+    let input = ExplainInput::new(model, enc, forward, target).for_methods(methods);
     if let Some((g, cost)) = gradients {
         input.seed_gradients(g, cost);
     }

@@ -52,7 +52,17 @@ fn batched_forward_and_backward_match_one_text_at_a_time_for_every_family() {
         assert!(methods.len() >= 3, "{name}: only {} methods apply", methods.len());
         let seeds = if model.is_classifier() {
             let targets: Vec<usize> = batched.iter().map(|f| resolve_target(f, None).unwrap()).collect();
-            let grads = model.gradients_batch(&refs, &targets).unwrap();
+            let grads = model.gradients_batch(&refs, &targets, true).unwrap();
+            // Without attention gradients (the last layer for [CLS] only where
+            // the hand-written pass applies): the same logits and embedding
+            // gradients, relative to the largest gradient.
+            let cheap = model.gradients_batch(&refs, &targets, false).unwrap();
+            for (g, c) in grads.iter().zip(&cheap) {
+                assert!(close(g.logit, c.logit), "{name}: logit {} vs {} without attention gradients", g.logit, c.logit);
+                let scale = g.embedding_grads.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let diff = g.embedding_grads.iter().zip(&c.embedding_grads).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(diff <= 1e-4 * scale, "{name}: embedding gradients differ by {diff} (largest {scale})");
+            }
             for ((enc, g), &t) in encs.iter().zip(&grads).zip(&targets) {
                 let single = model.gradients(enc, t).unwrap();
                 assert!(close(g.logit, single.logit), "{name}: logit {} vs {}", g.logit, single.logit);

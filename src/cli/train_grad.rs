@@ -54,7 +54,7 @@ pub fn gradient_rows(model: &Model, spec_str: &str, spec: &FeatureSpec, ids: &[S
             .iter()
             .map(|f| f.prediction.as_ref().map(|p| p.index).context("the classifier returned no prediction"))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        for ((ex, g), t) in chunk.iter().zip(model.gradients_batch(&refs, &targets)?).zip(targets) {
+        for ((ex, g), t) in chunk.iter().zip(model.gradients_batch(&refs, &targets, true)?).zip(targets) {
             fresh.push((ex.id.clone(), t, grad_features::raw_rows(&g)));
         }
     }

@@ -150,7 +150,7 @@ pub fn evaluate(
         }
         let maskable: Vec<bool> = enc.tokens.iter().map(|t| !t.special).collect();
         let full_prob = fwd.prediction.as_ref().map(|p| p.probabilities[target]);
-        let input = ExplainInput::new(model, &enc, &fwd, target);
+        let input = ExplainInput::new(model, &enc, &fwd, target).for_methods(methods);
         for (m, acc) in methods.iter().zip(accs.iter_mut()) {
             let t0 = Instant::now();
             let e = m.explain(&input, &Progress::none())?;

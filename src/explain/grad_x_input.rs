@@ -23,9 +23,12 @@ impl Attribution for GradXInput {
     fn reads_shared_gradients(&self) -> bool {
         true
     }
+    fn reads_attention_gradients(&self) -> bool {
+        false
+    }
     fn explain(&self, input: &ExplainInput, progress: &Progress) -> anyhow::Result<Explanation> {
         progress.checkpoint(0.0)?;
-        let g = input.gradients()?;
+        let g = input.embedding_gradients()?;
         Ok(Explanation { scores: grad_x_input_scores(g), forward_passes: 1, notes: vec![] })
     }
 }

@@ -51,12 +51,35 @@ pub struct ExplainInput<'a> {
     /// Class whose decision is explained (the predicted class unless asked).
     pub target: usize,
     gradients: OnceLock<(Arc<Gradients>, Duration)>,
+    /// The cheaper backward pass without attention gradients, while nobody
+    /// has asked for the full one ([`Self::embedding_gradients`]).
+    embedding_gradients: OnceLock<(Arc<Gradients>, Duration)>,
+    /// A later method will read attention gradients: compute the full pass
+    /// at once, for everyone.
+    attention_gradients_expected: bool,
     reused_cost: Mutex<Duration>,
 }
 
 impl<'a> ExplainInput<'a> {
     pub fn new(model: &'a Model, encoding: &'a Encoding, forward: &'a ForwardOutput, target: usize) -> Self {
-        Self { model, encoding, forward, target, gradients: OnceLock::new(), reused_cost: Mutex::new(Duration::ZERO) }
+        Self {
+            model,
+            encoding,
+            forward,
+            target,
+            gradients: OnceLock::new(),
+            embedding_gradients: OnceLock::new(),
+            attention_gradients_expected: false,
+            reused_cost: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// The same input, told which methods will read it: when one of them
+    /// reads attention gradients, [`Self::embedding_gradients`] computes the
+    /// full backward pass too, so that all of them share one.
+    pub fn for_methods(mut self, methods: &[Arc<dyn Attribution>]) -> Self {
+        self.attention_gradients_expected = methods.iter().any(|m| m.reads_attention_gradients());
+        self
     }
 
     /// Gradients of the target logit (embeddings and attentions), computed on
@@ -72,16 +95,39 @@ impl<'a> ExplainInput<'a> {
         Ok(&self.gradients.get().expect("just set").0)
     }
 
-    /// Seeds the shared gradients with ones computed earlier for this very
-    /// input and target (e.g. kept by the TUI between method calls), with the
-    /// time they took; ignored when gradients are already present.
-    pub fn seed_gradients(&self, gradients: Arc<Gradients>, cost: Duration) {
-        let _ = self.gradients.set((gradients, cost));
+    /// Gradients of the target logit w.r.t. the word embeddings, for methods
+    /// that read nothing else (saliency, grad×input): without attention
+    /// gradients (`attentions` and `attention_grads` then have no layers),
+    /// the backward pass skips them and runs the last layer for [CLS] only
+    /// (saliency at 128 tokens: a sixth of its matmuls). The full pass
+    /// serves instead when it exists or a later method needs it.
+    pub fn embedding_gradients(&self) -> anyhow::Result<&Gradients> {
+        if self.attention_gradients_expected || self.gradients.get().is_some() {
+            return self.gradients();
+        }
+        if let Some((g, cost)) = self.embedding_gradients.get() {
+            *self.reused_cost.lock().unwrap_or_else(|e| e.into_inner()) += *cost;
+            return Ok(g);
+        }
+        let t0 = Instant::now();
+        let g = self.model.embedding_gradients(self.encoding, self.target)?;
+        let _ = self.embedding_gradients.set((Arc::new(g), t0.elapsed()));
+        Ok(&self.embedding_gradients.get().expect("just set").0)
     }
 
-    /// The shared gradients, if a method has computed (or been seeded with) them.
+    /// Seeds the shared gradients with ones computed earlier for this very
+    /// input and target (e.g. kept by the TUI between method calls), with the
+    /// time they took; ignored when gradients are already present. Gradients
+    /// without attention layers seed [`Self::embedding_gradients`] only.
+    pub fn seed_gradients(&self, gradients: Arc<Gradients>, cost: Duration) {
+        let cell = if gradients.attentions.layers == 0 { &self.embedding_gradients } else { &self.gradients };
+        let _ = cell.set((gradients, cost));
+    }
+
+    /// The shared gradients, if a method has computed (or been seeded with)
+    /// them: the full ones when present, else the embedding-only ones.
     pub fn computed_gradients(&self) -> Option<(Arc<Gradients>, Duration)> {
-        self.gradients.get().cloned()
+        self.gradients.get().or(self.embedding_gradients.get()).cloned()
     }
 
     /// Time the shared backward pass took, summed over the reuses since the
@@ -124,6 +170,13 @@ pub trait Attribution: Send + Sync {
     /// whole batch of texts at once and seeds each input with its part.
     fn reads_shared_gradients(&self) -> bool {
         false
+    }
+    /// Whether the method reads the attention gradients of the shared
+    /// backward pass, not only its embedding gradients
+    /// ([`ExplainInput::embedding_gradients`]). Any method reading the shared
+    /// pass does, unless it says otherwise.
+    fn reads_attention_gradients(&self) -> bool {
+        self.reads_shared_gradients()
     }
     /// Whether the method reads nothing of the forward pass's last layer but
     /// the first query's attention row (and the prediction): then a corpus

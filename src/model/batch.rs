@@ -92,8 +92,9 @@ impl Model {
     /// [`Model::gradients`] for several texts in one padded, masked run: the
     /// backward pass of the sum of each text's `targets[i]` logit. Texts do not
     /// see each other (padding is masked), so each text's part of the gradient
-    /// is the gradient of its own logit.
-    pub fn gradients_batch(&self, encs: &[&Encoding], targets: &[usize]) -> anyhow::Result<Vec<Gradients>> {
+    /// is the gradient of its own logit. Without `attention`, the attention
+    /// gradients may be left out ([`Model::embedding_gradients`]).
+    pub fn gradients_batch(&self, encs: &[&Encoding], targets: &[usize], attention: bool) -> anyhow::Result<Vec<Gradients>> {
         anyhow::ensure!(self.is_classifier(), "gradient methods need a classification head; {} is a bare encoder", self.name);
         anyhow::ensure!(encs.len() == targets.len(), "{} targets for {} texts", targets.len(), encs.len());
         if encs.is_empty() {
@@ -106,7 +107,7 @@ impl Model {
         let (ids, types, pos, mask, lengths) = self.batch_of(encs)?;
         let embeds = self.encoder.embed_words(&ids)?;
         let input = EncoderInput { word_embeds: &embeds, position_ids: &pos, type_ids: &types, attention_mask: mask.as_ref() };
-        let (chosen, g_emb, attentions, attn_grads) = match self.encoder.gradients_fast(&input, targets, true)? {
+        let (chosen, g_emb, attentions, attn_grads) = match self.encoder.gradients_fast(&input, targets, attention)? {
             Some(g) => {
                 let chosen = targets.iter().zip(&g.logits).map(|(&t, l)| l[t]).collect::<Vec<f32>>();
                 (chosen, Tensor::from_vec(g.embed_grads, embeds.shape(), embeds.device())?, g.attentions, g.attention_grads)

@@ -289,7 +289,15 @@ impl Model {
 
     /// Gradients of the `target` logit w.r.t. the word embeddings and every attention matrix.
     pub fn gradients(&self, enc: &Encoding, target: usize) -> anyhow::Result<Gradients> {
-        let mut one = self.gradients_batch(&[enc], &[target])?;
+        let mut one = self.gradients_batch(&[enc], &[target], true)?;
+        one.pop().context("no gradients came back")
+    }
+
+    /// [`Self::gradients`] w.r.t. the word embeddings only: `attentions` and
+    /// `attention_grads` have no layers where the hand-written backward pass
+    /// applies (it then skips them), all of them where candle's graph runs.
+    pub fn embedding_gradients(&self, enc: &Encoding, target: usize) -> anyhow::Result<Gradients> {
+        let mut one = self.gradients_batch(&[enc], &[target], false)?;
         one.pop().context("no gradients came back")
     }
 
