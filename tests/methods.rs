@@ -59,7 +59,7 @@ fn gradient_methods_share_one_backward_pass_and_charge_its_cost() {
     let fwd = m.forward(&enc).unwrap();
     let target = fwd.prediction.as_ref().unwrap().index;
     let names = ["saliency", "grad_x_input", "chefer", "grad_sam"];
-    let list: Vec<std::sync::Arc<dyn expnet::explain::Attribution>> = names.iter().map(|n| std::sync::Arc::from(create(n).unwrap())).collect();
+    let list: Vec<std::sync::Arc<dyn expnet::explain::Attribution>> = names.iter().map(|n| create(n).unwrap()).collect();
     // Told the list, the first method computes the full pass for all four.
     let shared = ExplainInput::new(&m, &enc, &fwd, target).for_methods(&list);
     for (i, name) in names.iter().enumerate() {

@@ -14,7 +14,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn methods(names: &[&str]) -> Vec<Arc<dyn Attribution>> {
-    names.iter().map(|m| Arc::from(create(m).unwrap())).collect()
+    names.iter().map(|m| create(m).unwrap()).collect()
 }
 
 /// Largest difference relative to the largest magnitude of `want`.

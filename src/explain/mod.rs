@@ -85,14 +85,20 @@ impl<'a> ExplainInput<'a> {
     /// Gradients of the target logit (embeddings and attentions), computed on
     /// first use and shared by every later method on this input.
     pub fn gradients(&self) -> anyhow::Result<&Gradients> {
-        if let Some((g, cost)) = self.gradients.get() {
+        self.cached(&self.gradients, || self.model.gradients(self.encoding, self.target))
+    }
+
+    /// The gradients in `cell`, computed by `compute` on first use; each
+    /// later read is charged the time they took ([`Self::take_reused_cost`]).
+    fn cached<'s>(&'s self, cell: &'s OnceLock<(Arc<Gradients>, Duration)>, compute: impl FnOnce() -> anyhow::Result<Gradients>) -> anyhow::Result<&'s Gradients> {
+        if let Some((g, cost)) = cell.get() {
             *self.reused_cost.lock().unwrap_or_else(|e| e.into_inner()) += *cost;
             return Ok(g);
         }
         let t0 = Instant::now();
-        let g = self.model.gradients(self.encoding, self.target)?;
-        let _ = self.gradients.set((Arc::new(g), t0.elapsed()));
-        Ok(&self.gradients.get().expect("just set").0)
+        let g = compute()?;
+        let _ = cell.set((Arc::new(g), t0.elapsed()));
+        Ok(&cell.get().expect("just set").0)
     }
 
     /// Gradients of the target logit w.r.t. the word embeddings, for methods
@@ -105,14 +111,7 @@ impl<'a> ExplainInput<'a> {
         if self.attention_gradients_expected || self.gradients.get().is_some() {
             return self.gradients();
         }
-        if let Some((g, cost)) = self.embedding_gradients.get() {
-            *self.reused_cost.lock().unwrap_or_else(|e| e.into_inner()) += *cost;
-            return Ok(g);
-        }
-        let t0 = Instant::now();
-        let g = self.model.embedding_gradients(self.encoding, self.target)?;
-        let _ = self.embedding_gradients.set((Arc::new(g), t0.elapsed()));
-        Ok(&self.embedding_gradients.get().expect("just set").0)
+        self.cached(&self.embedding_gradients, || self.model.embedding_gradients(self.encoding, self.target))
     }
 
     /// Seeds the shared gradients with ones computed earlier for this very
