@@ -261,7 +261,7 @@ impl<W: Write> Run<'_, W> {
         if items.len() > 1 && model.is_classifier() && methods.iter().any(|m| m.reads_shared_gradients()) {
             let targets = forwards.iter().map(|f| resolve_target(f, self.args.target)).collect::<anyhow::Result<Vec<_>>>()?;
             let t0 = Instant::now();
-            let attention = methods.iter().any(|m| m.reads_attention_gradients());
+            let attention = crate::explain::any_reads_attention_gradients(methods);
             let grads = model.gradients_batch(&encs, &targets, attention)?;
             // Each text is charged an equal share: every row of a padded batch costs the same.
             let share = t0.elapsed() / items.len() as u32;

@@ -119,8 +119,7 @@ impl ExplainBackend for LibraryBackend {
         let target = fwd.prediction.as_ref().map_or(0, |p| p.index);
         // Told the whole list: when it has a method reading attention
         // gradients, the first gradient method computes the full pass for all.
-        let all = self.methods.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let input = ExplainInput::new(&self.model, &enc, &fwd, target).for_methods(&all);
+        let input = ExplainInput::new(&self.model, &enc, &fwd, target).for_methods(&self.methods.read().unwrap_or_else(|e| e.into_inner()));
         let kept = self.last_gradients.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some((ids, t, g, cost)) = kept
             && ids == enc.ids

@@ -78,7 +78,7 @@ impl<'a> ExplainInput<'a> {
     /// reads attention gradients, [`Self::embedding_gradients`] computes the
     /// full backward pass too, so that all of them share one.
     pub fn for_methods(mut self, methods: &[Arc<dyn Attribution>]) -> Self {
-        self.attention_gradients_expected = methods.iter().any(|m| m.reads_attention_gradients());
+        self.attention_gradients_expected = any_reads_attention_gradients(methods);
         self
     }
 
@@ -135,6 +135,12 @@ impl<'a> ExplainInput<'a> {
     pub fn take_reused_cost(&self) -> Duration {
         std::mem::take(&mut *self.reused_cost.lock().unwrap_or_else(|e| e.into_inner()))
     }
+}
+
+/// Whether a method of `methods` reads attention gradients: then their shared
+/// backward pass is the full one ([`ExplainInput::for_methods`]).
+pub fn any_reads_attention_gradients(methods: &[Arc<dyn Attribution>]) -> bool {
+    methods.iter().any(|m| m.reads_attention_gradients())
 }
 
 /// One score per token (special tokens included), plus bookkeeping.

@@ -5,7 +5,9 @@
 //! At 8–128 tokens candle's per-op costs (an allocation and a thread-pool
 //! dispatch per op, q/k/v and context transposes made contiguous) outweigh the
 //! arithmetic of a small encoder. Here a layer is four `gemm` matmul passes
-//! that read the weights in place from the candle tensors (no copy), attention
+//! that read the weights packed in panels, copied once from the candle
+//! tensors on first use ([`PackedWeights`]; fine-tuning reads them in place,
+//! as their values change every step), attention
 //! per (sequence, head) on strided views of one q/k/v buffer, and bias,
 //! residual, GELU, layer norm and softmax as one row-wise loop each. The
 //! parallel sections of one pass run on one team of pool threads that spin
